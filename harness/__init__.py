@@ -1,0 +1,63 @@
+"""wiregrade's engine: what graders use to state what a student's program must do.
+
+A grader is a pytest module in ``graders/<id>/`` whose tests are declared with
+:func:`check` and raise :class:`CheckFailed` (via :func:`fail`) when the student's program
+misbehaves. Fixtures from :mod:`harness.plugin` provide the rest: ``grading`` (the session's
+context), ``student`` (launch the student's programs), ``wire`` (the capture) and
+``evidence`` (attach what a check saw to the report).
+"""
+
+from ._assignment import Assignment, load_assignment
+from ._checks import check
+from ._context import EvidenceRecorder, GradingContext, Launcher, Shared
+from ._dissect import ALERTS, HANDSHAKE_TYPES, VERSIONS, Transcript, WireFrame, dissect, printable
+from ._errors import CheckFailed, HarnessError, StudentTimeout, fail
+from ._packets import Connection
+from ._process import Limits, StudentProcess
+from ._results import CheckResult, Outcome, SubmissionResult, Visibility
+from ._tls import (
+    TLSSession,
+    client_context,
+    der_to_pem,
+    drop_mid_handshake,
+    legacy_tls_unavailable,
+    plain_exchange,
+    tls_session,
+)
+from ._wire import Wire
+
+__all__ = [
+    "ALERTS",
+    "HANDSHAKE_TYPES",
+    "VERSIONS",
+    "Assignment",
+    "CheckFailed",
+    "CheckResult",
+    "Connection",
+    "EvidenceRecorder",
+    "GradingContext",
+    "HarnessError",
+    "Launcher",
+    "Limits",
+    "Outcome",
+    "Shared",
+    "StudentProcess",
+    "StudentTimeout",
+    "SubmissionResult",
+    "TLSSession",
+    "Transcript",
+    "Visibility",
+    "Wire",
+    "WireFrame",
+    "check",
+    "client_context",
+    "der_to_pem",
+    "dissect",
+    "drop_mid_handshake",
+    "fail",
+    "legacy_tls_unavailable",
+    "load_assignment",
+    "plain_exchange",
+    "printable",
+    "tls_session",
+]

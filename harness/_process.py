@@ -1,0 +1,425 @@
+"""Running untrusted student programs.
+
+A student program runs in its own session and process group, with stdin closed, a clean
+environment, resource limits and a capped record of its output. Its readiness is observed
+(a socket in LISTEN owned by its process group, or a line of output), never slept for and
+never probed by connecting: the lecture's server serves exactly one client, and a probe
+would be that client. When the check ends, every process the program started is killed:
+its process group, every descendant, and any orphan that was re-parented to us (the grading
+session is a child subreaper, see :func:`become_subreaper`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import re
+import resource
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ._errors import CheckFailed, HarnessError, StudentTimeout
+
+# Processes the harness itself started and keeps (dumpcap, relays): never reaped as orphans.
+_HARNESS_PIDS: set[int] = set()
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+def register_harness_pid(pid: int) -> None:
+    _HARNESS_PIDS.add(pid)
+
+
+def unregister_harness_pid(pid: int) -> None:
+    _HARNESS_PIDS.discard(pid)
+
+
+def become_subreaper() -> bool:
+    """Make orphaned descendants re-parent to this process instead of init.
+
+    A student server that double-forks and calls setsid() escapes its process group; as a
+    subreaper we still find it (it becomes our child) and kill it.
+    """
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits for one student process (and, for NPROC, its user)."""
+
+    wall_seconds: float = 20.0
+    cpu_seconds: int = 20
+    memory_bytes: int = 1 << 30
+    file_bytes: int = 16 << 20
+    processes: int = 256
+    output_bytes: int = 64 << 10
+
+    def apply(self) -> None:  # runs in the child between fork and exec
+        resource.setrlimit(resource.RLIMIT_CPU, (self.cpu_seconds, self.cpu_seconds))
+        resource.setrlimit(resource.RLIMIT_AS, (self.memory_bytes, self.memory_bytes))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (self.file_bytes, self.file_bytes))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        # RLIMIT_NPROC counts processes per real user and does not bind root: it contains
+        # a fork bomb only when students run as an unprivileged user.
+        resource.setrlimit(resource.RLIMIT_NPROC, (self.processes, self.processes))
+
+
+class CappedOutput:
+    """Keeps the first ``cap`` bytes of a stream and counts the rest, draining it always.
+
+    Draining matters: a program whose pipe fills up blocks, and would look hung.
+    """
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self._head = bytearray()
+        self.total = 0
+        self._cond = threading.Condition()
+        self.closed = False
+
+    def feed(self, chunk: bytes) -> None:
+        with self._cond:
+            room = self.cap - len(self._head)
+            if room > 0:
+                self._head += chunk[:room]
+            self.total += len(chunk)
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        with self._cond:
+            self.closed = True
+            self._cond.notify_all()
+
+    @property
+    def truncated(self) -> bool:
+        return self.total > len(self._head)
+
+    def text(self) -> str:
+        with self._cond:
+            s = bytes(self._head).decode("utf-8", "replace")
+            if self.truncated:
+                s += f"\n[... output truncated: {self.total:,} bytes in all, first {self.cap:,} kept]"
+            return s
+
+    def wait_for(self, pattern: re.Pattern[str], deadline: float) -> re.Match[str] | None:
+        with self._cond:
+            while True:
+                m = pattern.search(bytes(self._head).decode("utf-8", "replace"))
+                if m or self.closed:
+                    return m
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                self._cond.wait(min(left, 0.1))
+
+
+def _drain(stream: object, sink: CappedOutput) -> None:
+    fd = stream.fileno()  # type: ignore[attr-defined]
+    try:
+        while chunk := os.read(fd, 1 << 16):
+            sink.feed(chunk)
+    except OSError:
+        pass
+    finally:
+        sink.close()
+
+
+def clean_environment(home: Path, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment a student program gets: nothing of ours (no SSLKEYLOGFILE, no proxies)."""
+    env = {
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), "/usr/local/bin", "/usr/bin", "/bin"]),
+        "HOME": str(home),
+        "LANG": "C.UTF-8",
+        "LC_ALL": "C.UTF-8",
+        "PYTHONUNBUFFERED": "1",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONIOENCODING": "utf-8",
+        "TMPDIR": str(home),
+    }
+    env.update(extra or {})
+    return env
+
+
+# --- /proc inspection ------------------------------------------------------------------
+
+
+def _proc_stat(pid: int) -> tuple[int, int] | None:
+    """(ppid, pgid) of ``pid``, or None if it is gone."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = raw[raw.rfind(")") + 2 :].split()
+    return int(fields[1]), int(fields[2])
+
+
+def _all_pids() -> list[int]:
+    return [int(n) for n in os.listdir("/proc") if n.isdigit()]
+
+
+def process_tree(root: int, pgid: int) -> set[int]:
+    """Every live process in group ``pgid`` or descended from ``root`` (or from those)."""
+    stats = {pid: st for pid in _all_pids() if (st := _proc_stat(pid)) is not None}
+    found = {pid for pid, (_, g) in stats.items() if g == pgid}
+    if root in stats:
+        found.add(root)
+    changed = True
+    while changed:
+        changed = False
+        for pid, (ppid, _) in stats.items():
+            if ppid in found and pid not in found:
+                found.add(pid)
+                changed = True
+    return found
+
+
+def listening_inodes(port: int) -> set[str]:
+    """Inodes of TCP sockets in LISTEN on ``port`` in this network namespace."""
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            parts = line.split()
+            local, state, inode = parts[1], parts[3], parts[9]
+            if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:
+                inodes.add(inode)
+    return inodes
+
+
+def socket_inodes(pids: set[int]) -> set[str]:
+    inodes: set[str] = set()
+    for pid in pids:
+        fd_dir = f"/proc/{pid}/fd"
+        try:
+            names = os.listdir(fd_dir)
+        except OSError:
+            continue
+        for name in names:
+            try:
+                target = os.readlink(f"{fd_dir}/{name}")
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    return inodes
+
+
+def reap_orphans() -> list[int]:
+    """Kill and reap children of ours that we did not start (orphans of student programs)."""
+    me = os.getpid()
+    killed = []
+    for pid in _all_pids():
+        st = _proc_stat(pid)
+        if st and st[0] == me and pid not in _HARNESS_PIDS and pid not in _LIVE_STUDENT_PIDS:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+    for pid in killed:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
+    return killed
+
+
+_LIVE_STUDENT_PIDS: set[int] = set()
+
+
+# --- the student process ---------------------------------------------------------------
+
+
+@dataclass
+class StudentProcess:
+    """One running student program. Use as a context manager, or call :meth:`kill`."""
+
+    argv: Sequence[str]
+    cwd: Path
+    env: dict[str, str]
+    limits: Limits = field(default_factory=Limits)
+    label: str = ""
+    _popen: subprocess.Popen[bytes] | None = None
+    stdout: CappedOutput = field(init=False)
+    stderr: CappedOutput = field(init=False)
+    started_at: float = 0.0
+    killed_by_grader: bool = False
+
+    def __post_init__(self) -> None:
+        self.stdout = CappedOutput(self.limits.output_bytes)
+        self.stderr = CappedOutput(self.limits.output_bytes)
+        self.label = self.label or " ".join(Path(a).name for a in self.argv[1:]) or self.argv[0]
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> StudentProcess:
+        try:
+            self._popen = subprocess.Popen(
+                list(self.argv),
+                cwd=self.cwd,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+                preexec_fn=self.limits.apply,
+                close_fds=True,
+            )
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise HarnessError(f"could not start {self.label}: {exc}") from exc
+        self.started_at = time.monotonic()
+        _LIVE_STUDENT_PIDS.add(self._popen.pid)
+        for stream, sink in ((self._popen.stdout, self.stdout), (self._popen.stderr, self.stderr)):
+            t = threading.Thread(target=_drain, args=(stream, sink), daemon=True)
+            t.start()
+            self._threads.append(t)
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self._popen is not None, "process not started"
+        return self._popen.pid
+
+    def poll(self) -> int | None:
+        assert self._popen is not None
+        return self._popen.poll()
+
+    @property
+    def returncode(self) -> int | None:
+        return self.poll()
+
+    def wait(self, timeout: float) -> int | None:
+        assert self._popen is not None
+        try:
+            return self._popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def describe_exit(self) -> str:
+        code = self.poll()
+        if code is None:
+            return "it is still running"
+        if code < 0 and self.killed_by_grader:
+            return "it was still running when the grader stopped it"
+        if code < 0:
+            try:
+                name = signal.Signals(-code).name
+            except ValueError:
+                name = f"signal {-code}"
+            extra = {
+                "SIGXCPU": " (CPU time limit)",
+                "SIGKILL": " (memory limit or a forced stop)",
+                "SIGXFSZ": " (file size limit)",
+            }.get(name, "")
+            return f"it was killed by {name}{extra}"
+        return f"it exited with code {code}"
+
+    def output_tail(self, lines: int = 15) -> str:
+        out = []
+        for name, sink in (("stdout", self.stdout), ("stderr", self.stderr)):
+            text = sink.text().rstrip()
+            if text:
+                tail = "\n".join(text.splitlines()[-lines:])
+                out.append(f"--- {name} (last lines) ---\n{tail}")
+        return "\n".join(out) or "(it printed nothing)"
+
+    def pids(self) -> set[int]:
+        if self._popen is None:
+            return set()
+        return process_tree(self._popen.pid, self._popen.pid)
+
+    # --- readiness ---------------------------------------------------------------------
+    def wait_listening(self, port: int, timeout: float) -> None:
+        """Wait until a process of this program holds a socket in LISTEN on ``port``.
+
+        Raises StudentTimeout if it does not within ``timeout`` and CheckFailed if it exits.
+        """
+        deadline = time.monotonic() + timeout
+        delay = 0.002
+        while True:
+            listeners = listening_inodes(port)
+            if listeners and listeners & socket_inodes(self.pids()):
+                return
+            if self.poll() is not None and not (self.pids() - {self.pid}):
+                raise CheckFailed(
+                    f"{self.label} stopped before it listened on port {port}: "
+                    f"{self.describe_exit()}.\n{self.output_tail()}",
+                    expected=f"a server listening on TCP port {port}",
+                    hint="Run it yourself in a terminal: does it start, and stay running?",
+                )
+            if time.monotonic() >= deadline:
+                other = " (another program holds that port)" if listeners else ""
+                raise StudentTimeout(
+                    f"{self.label} did not listen on TCP port {port} within {timeout:g} s"
+                    f"{other}; {self.describe_exit()}.\n{self.output_tail()}",
+                    expected=f"a server listening on TCP port {port} within {timeout:g} s",
+                    hint=f"Check that it binds port {port} and calls listen() before doing "
+                    "anything slow.",
+                )
+            time.sleep(delay)  # polling /proc, bounded by the deadline above
+            delay = min(delay * 2, 0.05)
+
+    def wait_line(self, pattern: str, timeout: float) -> re.Match[str]:
+        m = self.stdout.wait_for(re.compile(pattern), time.monotonic() + timeout)
+        if m is None:
+            raise StudentTimeout(
+                f"{self.label} did not print a line matching {pattern!r} within {timeout:g} s; "
+                f"{self.describe_exit()}.\n{self.output_tail()}",
+            )
+        return m
+
+    def wait_exit(self, timeout: float) -> int:
+        code = self.wait(timeout)
+        if code is None:
+            raise StudentTimeout(f"{self.label} did not finish within {timeout:g} s.")
+        return code
+
+    # --- the end -----------------------------------------------------------------------
+    def kill(self) -> None:
+        """Kill the whole tree, always; safe to call twice."""
+        if self._popen is None:
+            return
+        pid = self._popen.pid
+        if self._popen.poll() is None:
+            self.killed_by_grader = True
+        # Freeze-and-kill in rounds: a fork loop may create children while we look.
+        for _ in range(20):
+            tree = process_tree(pid, pid)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+            for p in tree:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(p, signal.SIGKILL)
+            if not tree or tree == {pid}:
+                break
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self._popen.wait(5)
+        _LIVE_STUDENT_PIDS.discard(pid)
+        reap_orphans()
+        for t in self._threads:
+            t.join(timeout=2)
+
+    def __enter__(self) -> StudentProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.kill()
+
+
+@contextlib.contextmanager
+def running(
+    argv: Sequence[str], cwd: Path, env: dict[str, str], limits: Limits | None = None
+) -> Iterator[StudentProcess]:
+    proc = StudentProcess(argv, cwd, env, limits or Limits()).start()
+    try:
+        yield proc
+    finally:
+        proc.kill()

@@ -1,0 +1,73 @@
+"""One grading session: one submission, one pytest run, in its own process.
+
+Run as ``python -m harness._session``. It enters a private network namespace first (it
+must still be single-threaded to do so), becomes a child subreaper, then runs pytest over
+``graders/<id>`` with only wiregrade's plugin loaded. Its only output is OUT/session.json
+(plus the capture): the parent reads that file, so a crash here never takes a batch along.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m harness._session")
+    ap.add_argument("--assignment", required=True)
+    ap.add_argument("--submission", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--student", default="")
+    ap.add_argument("--visibility", default="all", choices=("all", "public"))
+    ap.add_argument("--wire", default="auto", choices=("auto", "dumpcap", "relay"))
+    ap.add_argument("--isolation", default="auto", choices=("auto", "off"))
+    ap.add_argument("-k", dest="keyword", default=None, help="only checks matching (debugging)")
+    ap.add_argument("--verbose", action="store_true")
+    args = ap.parse_args(argv)
+
+    # Before anything starts a thread: unshare(CLONE_NEWUSER) needs a single-threaded process.
+    from ._isolation import enter_private_network
+
+    iso = enter_private_network(args.isolation)
+    from ._process import become_subreaper
+
+    become_subreaper()
+    os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+    for var in ("SSLKEYLOGFILE", "SSL_CERT_FILE", "SSL_CERT_DIR", "HTTP_PROXY", "HTTPS_PROXY",
+                "http_proxy", "https_proxy", "ALL_PROXY", "PYTEST_ADDOPTS"):
+        os.environ.pop(var, None)
+
+    import pytest
+
+    from ._assignment import load_assignment
+    from ._context import set_isolation
+
+    set_isolation(iso)
+    assignment = load_assignment(args.assignment)
+    pytest_args = [
+        str(assignment.grader_dir),
+        "-p", "harness.plugin",
+        "-p", "pytest_timeout",
+        "-p", "no:cacheprovider",
+        "-p", "no:stepwise",
+        f"--rootdir={assignment.grader_dir}",
+        "-c", str(assignment.grader_dir / "pytest.ini"),
+        "--wiregrade-assignment", args.assignment,
+        "--wiregrade-submission", args.submission,
+        "--wiregrade-out", args.out,
+        "--wiregrade-visibility", args.visibility,
+        "--wiregrade-wire", args.wire,
+        "--wiregrade-student", args.student,
+        "-q" if not args.verbose else "-v",
+        "--no-header",
+        "-W", "ignore::DeprecationWarning",
+    ]
+    if args.keyword:
+        pytest_args += ["-k", args.keyword]
+    sys.stdout.flush()
+    return int(pytest.main(pytest_args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,269 @@
+"""wiregrade's pytest plugin: check metadata, fixtures, outcomes, and the session's results.
+
+Loaded with ``-p harness.plugin`` (plugin autoload is off in grading sessions). Like pytest's
+own junitxml, it registers its options, keeps its state under a StashKey, listens to the
+reports and writes once, at the end of the session.
+"""
+
+from __future__ import annotations
+
+import platform
+import shutil
+import time
+import traceback
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ._assignment import Assignment, load_assignment
+from ._checks import MARKER, CheckSpec, spec_of
+from ._context import EvidenceRecorder, GradingContext, Launcher
+from ._errors import CheckFailed, HarnessError, StudentTimeout
+from ._results import CheckResult, Environment, Outcome, SubmissionResult, Visibility
+from ._wire import Wire
+
+
+@dataclass
+class _State:
+    assignment: Assignment
+    submission: Path
+    student: str
+    out: Path | None
+    visibility: str
+    wire_choice: str
+    results: dict[str, CheckResult] = field(default_factory=dict)
+    collect_errors: list[str] = field(default_factory=list)
+    ctx: GradingContext | None = None
+    started: float = field(default_factory=time.monotonic)
+
+
+STATE = pytest.StashKey[_State]()
+PHASES = pytest.StashKey[dict[str, tuple[str, Any]]]()
+EVIDENCE = pytest.StashKey[EvidenceRecorder]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    g = parser.getgroup("wiregrade")
+    g.addoption("--wiregrade-assignment", help="exercise id (e.g. tls-server)")
+    g.addoption("--wiregrade-submission", help="the submission folder to grade")
+    g.addoption("--wiregrade-student", default="", help="student name for the results")
+    g.addoption("--wiregrade-out", default=None, help="write session.json (and capture) here")
+    g.addoption("--wiregrade-visibility", default="all", choices=("all", "public"))
+    g.addoption("--wiregrade-wire", default="auto", choices=("auto", "dumpcap", "relay"))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", f"{MARKER}(spec): a graded wiregrade check")
+    aid = config.getoption("--wiregrade-assignment")
+    if not aid:
+        return  # loaded but not grading (e.g. the project's own tests)
+    sub = config.getoption("--wiregrade-submission")
+    if not sub:
+        raise pytest.UsageError("--wiregrade-submission is required with --wiregrade-assignment")
+    out = config.getoption("--wiregrade-out")
+    st = config.stash[STATE] = _State(
+        assignment=load_assignment(aid),
+        submission=Path(sub).resolve(),
+        student=config.getoption("--wiregrade-student") or Path(sub).name,
+        out=Path(out) if out else None,
+        visibility=config.getoption("--wiregrade-visibility"),
+        wire_choice=config.getoption("--wiregrade-wire"),
+    )
+    config.pluginmanager.register(_CollectWatcher(st), "wiregrade-collect-watcher")
+
+
+def _state(config: pytest.Config) -> _State:
+    try:
+        return config.stash[STATE]
+    except KeyError:
+        raise HarnessError("wiregrade fixtures need --wiregrade-assignment") from None
+
+
+# --- collection: validate, select, time-limit ---------------------------------------------
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    if STATE not in config.stash:
+        return
+    st = config.stash[STATE]
+    seen: dict[str, str] = {}
+    problems = []
+    for item in items:
+        spec = spec_of(item)
+        if spec is None:
+            problems.append(f"{item.nodeid}: not declared with @harness.check(...) exactly once")
+            continue
+        if spec.id in seen:
+            problems.append(f"{item.nodeid}: check id {spec.id!r} also used by {seen[spec.id]}")
+        seen[spec.id] = item.nodeid
+        timeout = spec.timeout or st.assignment.check_seconds
+        item.add_marker(pytest.mark.timeout(timeout, method="signal"))
+    total = sum(s.points for i in items if (s := spec_of(i)))
+    if not problems and abs(total - st.assignment.total_points) > 1e-9:
+        problems.append(
+            f"the checks add up to {total:g} points but assignment.toml says {st.assignment.total_points:g}"
+        )
+    if problems:
+        raise pytest.UsageError("invalid grader:\n  " + "\n  ".join(problems))
+    if st.visibility == "public":
+        hidden = [i for i in items if (s := spec_of(i)) and s.visibility is Visibility.HIDDEN]
+        if hidden:
+            config.hook.pytest_deselected(items=hidden)
+            items[:] = [i for i in items if i not in hidden]
+
+
+class _CollectWatcher:
+    """Remembers collection errors: a grader that fails to import is a harness error."""
+
+    def __init__(self, st: _State) -> None:
+        self.st = st
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        if report.failed:
+            self.st.collect_errors.append(f"{report.nodeid}: {report.longrepr}")
+
+
+# --- fixtures -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def grading(request: pytest.FixtureRequest) -> Iterator[GradingContext]:
+    """The session's grading context (submission copy, port, wire, key log)."""
+    st = _state(request.config)
+    ctx = GradingContext(st.assignment, st.submission, st.student, st.wire_choice)
+    st.ctx = ctx
+    try:
+        yield ctx
+    finally:
+        ctx.close()
+
+
+@pytest.fixture(scope="session")
+def assignment(grading: GradingContext) -> Assignment:
+    return grading.assignment
+
+
+@pytest.fixture(scope="session")
+def wire(grading: GradingContext) -> Wire:
+    """The wire backend (started once per session; its start failing is a harness ERROR)."""
+    return grading.wire
+
+
+@pytest.fixture
+def student(grading: GradingContext) -> Iterator[Launcher]:
+    """Starts the student's programs; every one of them is killed when the check ends."""
+    with grading.launcher() as launcher:
+        yield launcher
+
+
+@pytest.fixture
+def evidence(request: pytest.FixtureRequest) -> EvidenceRecorder:
+    return request.node.stash.setdefault(EVIDENCE, EvidenceRecorder())
+
+
+# --- outcomes -------------------------------------------------------------------------------
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report: pytest.TestReport = outcome.get_result()
+    phases = item.stash.setdefault(PHASES, {})
+    if call.excinfo is not None:
+        phases[call.when] = ("raised", call.excinfo)
+    else:
+        phases[call.when] = (report.outcome, None)
+    phases.setdefault("_duration", ("", 0.0))
+    phases["_duration"] = ("", phases["_duration"][1] + report.duration)
+
+
+def classify(phases: dict[str, tuple[str, Any]]) -> tuple[Outcome, str, str, str, str]:
+    """(outcome, seen, expected, hint, details) from the three phases of one check."""
+    for when in ("setup", "call", "teardown"):
+        state, excinfo = phases.get(when, ("passed", None))
+        if state != "raised":
+            continue
+        exc = excinfo.value
+        if when == "call" and isinstance(exc, StudentTimeout):
+            return Outcome.TIMEOUT, exc.seen, exc.expected, exc.hint, ""
+        if when == "call" and isinstance(exc, CheckFailed):
+            return Outcome.FAILED, exc.seen, exc.expected, exc.hint, ""
+        if when == "call" and isinstance(exc, pytest.fail.Exception) and "Timeout" in str(exc):
+            return (Outcome.TIMEOUT, "The check did not finish within its time limit; your "
+                    "program may be waiting for something that never comes.", "", "", str(exc))
+        if when == "call" and type(exc) is AssertionError:
+            return Outcome.FAILED, str(exc).split("\nassert ")[0], "", "", ""
+        tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        what = str(exc) if isinstance(exc, HarnessError) else f"{type(exc).__name__}: {exc}"
+        return (Outcome.ERROR, f"The grader could not run this check ({when}): {what}. "
+                "This is not your fault and costs you nothing until it is re-run.", "", "", tb)
+    return Outcome.PASSED, "", "", "", ""
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    yield
+    st = item.config.stash.get(STATE, None)
+    spec: CheckSpec | None = spec_of(item)
+    if st is None or spec is None:
+        return
+    phases = item.stash.get(PHASES, {})
+    outcome, seen, expected, hint, details = classify(phases)
+    rec = item.stash.get(EVIDENCE, None)
+    st.results[spec.id] = CheckResult(
+        id=spec.id,
+        title=spec.title,
+        points=spec.points,
+        score=spec.points if outcome is Outcome.PASSED else 0.0,
+        outcome=outcome,
+        visibility=spec.visibility,
+        expected=expected or spec.expected,
+        seen=seen,
+        hint=(hint or spec.hint) if outcome in (Outcome.FAILED, Outcome.TIMEOUT) else "",
+        details=details,
+        evidence=tuple(rec.items) if rec else (),
+        duration=round(phases.get("_duration", ("", 0.0))[1], 3),
+    )
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    st = session.config.stash.get(STATE, None)
+    if st is None or st.out is None:
+        return
+    st.out.mkdir(parents=True, exist_ok=True)
+    harness_error = ""
+    if st.collect_errors:
+        harness_error = "the grader could not be loaded:\n" + "\n".join(st.collect_errors)
+    elif exitstatus in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR,
+                        pytest.ExitCode.USAGE_ERROR):
+        harness_error = f"the grading session ended abnormally (pytest exit {int(exitstatus)})"
+    env = Environment()
+    if st.ctx is not None:
+        iso = st.ctx.isolation
+        w = st.ctx._wire
+        env = Environment(
+            isolation=iso.kind,
+            isolation_detail=iso.detail,
+            wire=w.info.backend if w else "not used",
+            wire_detail=(w.info.detail if w else ""),
+            python=platform.python_version(),
+        )
+        st.ctx.close()
+        for name in ("capture.pcap", "keys.log"):
+            src = st.ctx.workdir / name
+            if src.exists() and src.stat().st_size:
+                shutil.copyfile(src, st.out / name)
+        st.ctx.cleanup()
+    result = SubmissionResult(
+        assignment=st.assignment.id,
+        student=st.student,
+        checks=tuple(st.results.values()),
+        environment=env,
+        visibility=st.visibility,
+        harness_error=harness_error,
+        duration=round(time.monotonic() - st.started, 3),
+    )
+    result.save(st.out / "session.json")
