@@ -29,6 +29,8 @@ from ._errors import CheckFailed, HarnessError, StudentTimeout
 
 # Processes the harness itself started and keeps (dumpcap, relays): never reaped as orphans.
 _HARNESS_PIDS: set[int] = set()
+# Root processes of student programs now running (their trees are found from them).
+_LIVE_STUDENT_PIDS: set[int] = set()
 _PR_SET_CHILD_SUBREAPER = 36
 
 
@@ -168,11 +170,20 @@ def _all_pids() -> list[int]:
 
 
 def process_tree(root: int, pgid: int) -> set[int]:
-    """Every live process in group ``pgid`` or descended from ``root`` (or from those)."""
+    """Every live process in group ``pgid`` or descended from ``root`` (or from those).
+
+    Orphans re-parented to us (we are a subreaper) count too: a daemonising server's child
+    has left its group and lost its parent, but it is still the student's.
+    """
     stats = {pid: st for pid in _all_pids() if (st := _proc_stat(pid)) is not None}
     found = {pid for pid, (_, g) in stats.items() if g == pgid}
     if root in stats:
         found.add(root)
+    me = os.getpid()
+    found |= {
+        pid for pid, (ppid, _) in stats.items()
+        if ppid == me and pid not in _HARNESS_PIDS and pid not in _LIVE_STUDENT_PIDS
+    }
     changed = True
     while changed:
         changed = False
@@ -231,9 +242,6 @@ def reap_orphans() -> list[int]:
         with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, 0)
     return killed
-
-
-_LIVE_STUDENT_PIDS: set[int] = set()
 
 
 # --- the student process ---------------------------------------------------------------

@@ -83,6 +83,7 @@ class SubmissionResult:
     environment: Environment = field(default_factory=Environment)
     visibility: str = "all"  # "all" (instructor) or "public" (self-check)
     harness_error: str = ""  # set when the session could not grade at all
+    refused: str = ""  # the submission could not be taken in (e.g. an unsafe zip)
     duration: float = 0.0
 
     @property
@@ -99,6 +100,8 @@ class SubmissionResult:
 
     @property
     def status(self) -> str:
+        if self.refused:
+            return "submission refused"
         if self.harness_error or self.errors:
             return "harness error"
         if any(c.outcome is Outcome.TIMEOUT for c in self.checks):

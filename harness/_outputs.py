@@ -1,0 +1,214 @@
+"""Rendering results: Gradescope results.json, JUnit XML, HTML reports, the gradebook.
+
+Everything a student may see goes through :meth:`SubmissionResult.for_student` first: that
+is the one place where hidden checks lose their details.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import json
+import statistics
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from ._assignment import project_root
+from ._results import CheckResult, Outcome, SubmissionResult
+
+GRADESCOPE_HIDDEN = "after_published"
+
+
+def _env() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(project_root() / "reports")),
+        autoescape=jinja2.select_autoescape(["html", "j2"]),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def feedback_text(c: CheckResult) -> str:
+    parts = []
+    if c.outcome is Outcome.ERROR:
+        parts.append("GRADER ERROR (not your fault; these points are not lost, the check will be re-run).")
+    if c.seen:
+        parts.append(c.seen)
+    if c.expected and c.outcome is not Outcome.PASSED:
+        parts.append(f"Expected: {c.expected}")
+    if c.hint:
+        parts.append(f"Hint: {c.hint}")
+    return "\n".join(parts)
+
+
+# --- Gradescope ------------------------------------------------------------------------------
+
+
+def gradescope(result: SubmissionResult) -> dict[str, Any]:
+    """results.json as Gradescope reads it (hidden checks: title and score, shown after publishing)."""
+    r = result.for_student()
+    tests = []
+    for c in r.checks:
+        test: dict[str, Any] = {
+            "name": c.title if c.outcome is not Outcome.ERROR else f"[grader error] {c.title}",
+            "name_format": "text",
+            "number": c.id,
+            "score": c.score,
+            "max_score": c.points,
+            "status": "passed" if c.outcome is Outcome.PASSED else "failed",
+            "visibility": GRADESCOPE_HIDDEN if c.hidden else "visible",
+            "output": "" if c.hidden else feedback_text(c),
+            "output_format": "text",
+        }
+        tests.append(test)
+    out: dict[str, Any] = {
+        "score": r.score,
+        "execution_time": round(r.duration, 2),
+        "output_format": "text",
+        "tests": tests,
+    }
+    if r.refused:
+        out["output"] = f"Your submission could not be graded: {r.refused}"
+    elif r.harness_error or r.errors:
+        out["output"] = (
+            "The grader itself failed on part of this submission; those checks are marked "
+            "[grader error] and will be re-run. They are not counted against you."
+        )
+    return out
+
+
+def write_gradescope(result: SubmissionResult, path: Path) -> None:
+    path.write_text(json.dumps(gradescope(result), indent=2))
+
+
+# --- JUnit -----------------------------------------------------------------------------------
+
+
+def junit(result: SubmissionResult) -> ET.ElementTree:
+    r = result.for_student()
+    suite = ET.Element(
+        "testsuite",
+        name=f"wiregrade.{r.assignment}",
+        tests=str(len(r.checks)),
+        failures=str(sum(c.outcome in (Outcome.FAILED, Outcome.TIMEOUT) for c in r.checks)),
+        errors=str(sum(c.outcome is Outcome.ERROR for c in r.checks)),
+        time=f"{r.duration:.3f}",
+    )
+    for c in r.checks:
+        case = ET.SubElement(suite, "testcase", classname=r.assignment, name=f"{c.id}: {c.title}",
+                             time=f"{c.duration:.3f}")
+        ET.SubElement(case, "properties").extend([
+            ET.Element("property", name="points", value=f"{c.points:g}"),
+            ET.Element("property", name="score", value=f"{c.score:g}"),
+            ET.Element("property", name="visibility", value=c.visibility.value),
+        ])
+        if c.outcome in (Outcome.FAILED, Outcome.TIMEOUT):
+            el = ET.SubElement(case, "failure", type=c.outcome.value, message=c.title)
+            el.text = feedback_text(c)
+        elif c.outcome is Outcome.ERROR:
+            el = ET.SubElement(case, "error", type="harness", message="grader error")
+            el.text = feedback_text(c)
+    if r.harness_error:
+        case = ET.SubElement(suite, "testcase", classname=r.assignment, name="session")
+        ET.SubElement(case, "error", type="harness", message="grading session failed").text = r.harness_error
+    return ET.ElementTree(suite)
+
+
+def write_junit(result: SubmissionResult, path: Path) -> None:
+    tree = junit(result)
+    ET.indent(tree)
+    tree.write(path, encoding="utf-8", xml_declaration=True)
+
+
+# --- HTML ------------------------------------------------------------------------------------
+
+
+def render_report(result: SubmissionResult, *, instructor: bool = False) -> str:
+    r = result if instructor else result.for_student()
+    return _env().get_template("report.html.j2").render(
+        r=r, instructor=instructor, Outcome=Outcome, feedback=feedback_text
+    )
+
+
+def write_report(result: SubmissionResult, path: Path, *, instructor: bool = False) -> None:
+    path.write_text(render_report(result, instructor=instructor))
+
+
+def write_outputs(result: SubmissionResult, out: Path) -> None:
+    """Everything for one submission: results.json, junit.xml, report.html (+ instructor.html)."""
+    out.mkdir(parents=True, exist_ok=True)
+    write_gradescope(result, out / "results.json")
+    write_junit(result, out / "junit.xml")
+    write_report(result, out / "report.html")
+    if result.visibility == "all":
+        write_report(result, out / "instructor.html", instructor=True)
+
+
+# --- the class -------------------------------------------------------------------------------
+
+
+def check_columns(results: Sequence[SubmissionResult]) -> list[tuple[str, str, float]]:
+    cols: dict[str, tuple[str, str, float]] = {}
+    for r in results:
+        for c in r.checks:
+            cols.setdefault(c.id, (c.id, c.title, c.points))
+    return list(cols.values())
+
+
+def write_gradebook(results: Sequence[SubmissionResult], path: Path) -> None:
+    cols = check_columns(results)
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["student", "score", "max", *[c[0] for c in cols], "status", "duration_s"])
+        for r in sorted(results, key=lambda r: r.student):
+            by_id = {c.id: c for c in r.checks}
+            cells = []
+            for cid, _t, _p in cols:
+                c = by_id.get(cid)
+                cells.append("" if c is None else ("ERROR" if c.outcome is Outcome.ERROR else f"{c.score:g}"))
+            w.writerow([r.student, f"{r.score:g}", f"{r.max_score:g}", *cells, r.status, f"{r.duration:.1f}"])
+
+
+def class_summary(results: Sequence[SubmissionResult]) -> dict[str, Any]:
+    graded = [r for r in results if not r.harness_error and not r.refused]
+    cols = check_columns(results)
+    rates = []
+    for cid, title, points in cols:
+        outs = [c for r in graded for c in r.checks if c.id == cid and c.outcome is not Outcome.ERROR]
+        passed = sum(c.outcome is Outcome.PASSED for c in outs)
+        rates.append({"id": cid, "title": title, "points": points, "passed": passed, "of": len(outs),
+                      "rate": passed / len(outs) if outs else 0.0})
+    rates.sort(key=lambda x: (x["rate"], x["id"]))
+    max_score = max((r.max_score for r in graded), default=0.0)
+    scores = [r.score for r in graded]
+    bins = 10
+    hist = [0] * bins
+    for s in scores:
+        i = min(bins - 1, int(bins * s / max_score)) if max_score else 0
+        hist[i] += 1
+    return {
+        "count": len(results),
+        "graded": len(graded),
+        "errors": [r for r in results if r.harness_error or r.errors],
+        "refused": [r for r in results if r.refused],
+        "mean": statistics.mean(scores) if scores else 0.0,
+        "median": statistics.median(scores) if scores else 0.0,
+        "max_score": max_score,
+        "histogram": [{"lo": max_score * i / bins, "hi": max_score * (i + 1) / bins, "n": n}
+                      for i, n in enumerate(hist)],
+        "rates": rates,
+    }
+
+
+def write_index(results: Sequence[SubmissionResult], path: Path, assignment: str) -> None:
+    path.write_text(
+        _env().get_template("index.html.j2").render(
+            assignment=assignment, s=class_summary(results),
+            results=sorted(results, key=lambda r: r.student), escape=html.escape,
+        )
+    )

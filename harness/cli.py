@@ -1,0 +1,219 @@
+"""The ``wiregrade`` command: a thin layer over the runner and the renderers."""
+
+from __future__ import annotations
+
+import argparse
+import enum
+import os
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from ._assignment import Assignment, assignment_ids, load_assignment
+from ._errors import HarnessError
+from ._outputs import feedback_text, write_outputs
+from ._results import Outcome, SubmissionResult
+from ._runner import SessionOptions, grade_batch, run_session
+from ._samples import materialize, samples_of
+
+
+class ExitCode(enum.IntEnum):
+    OK = 0  # check: all public checks passed; grade: every submission graded
+    CHECKS_FAILED = 1  # check: some public check failed
+    USAGE = 2
+    HARNESS_ERROR = 3  # the grader itself failed somewhere: results are incomplete
+
+
+class _Style:
+    """ANSI colour for people at a terminal; none in CI logs, pipes or with NO_COLOR."""
+
+    def __init__(self, stream: object) -> None:
+        tty = getattr(stream, "isatty", lambda: False)()
+        self.on = tty and not os.environ.get("NO_COLOR") and not os.environ.get("CI")
+
+    def __call__(self, text: str, code: str) -> str:
+        return f"\033[{code}m{text}\033[0m" if self.on else text
+
+
+_MARK = {Outcome.PASSED: ("PASS", "32"), Outcome.FAILED: ("FAIL", "31"),
+         Outcome.TIMEOUT: ("TIME", "33"), Outcome.ERROR: ("ERR ", "35")}
+
+
+def print_summary(result: SubmissionResult, report: Path, out: object = sys.stdout) -> None:
+    st = _Style(out)
+    w = lambda s="": print(s, file=out)  # noqa: E731
+    w(st(f"wiregrade check {result.assignment}", "1"))
+    for c in result.checks:
+        label, colour = _MARK[c.outcome]
+        w(f"  {st(label, colour)}  {c.title:<55} {c.score:g}/{c.points:g}")
+        if c.outcome is not Outcome.PASSED:
+            for line in feedback_text(c).splitlines():
+                w(f"        {line}")
+    w()
+    if result.harness_error:
+        w(st("The grader could not run: " + result.harness_error.splitlines()[0], "35"))
+    public = "public checks" if result.visibility == "public" else "checks"
+    w(f"Score: {result.score:g}/{result.max_score:g} on {len(result.checks)} {public}.")
+    if result.errors or result.harness_error:
+        w(st("The grader itself failed on some checks (ERR): not your fault; re-run, and tell "
+             "your instructor if it persists.", "35"))
+    elif all(c.outcome is Outcome.PASSED for c in result.checks) and result.checks:
+        if result.visibility == "public":
+            w(st("All public checks passed.", "32") + " Hidden checks run when your instructor grades.")
+        else:
+            w(st("All checks passed.", "32"))
+    else:
+        w(st(f"Some {public} failed: see the hints above.", "31"))
+    env = result.environment
+    w(f"Network: {env.isolation_detail}. Traffic seen by: {env.wire_detail}.")
+    w(f"Report: {report}")
+
+
+def _exit_for_check(result: SubmissionResult) -> ExitCode:
+    if result.harness_error or result.errors or not result.checks:
+        return ExitCode.HARNESS_ERROR
+    if all(c.outcome is Outcome.PASSED for c in result.checks):
+        return ExitCode.OK
+    return ExitCode.CHECKS_FAILED
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    for aid in assignment_ids():
+        a = load_assignment(aid)
+        print(f"{aid:<20} {a.title} ({a.total_points:g} points)")
+    return ExitCode.OK
+
+
+def _options(args: argparse.Namespace, visibility: str) -> SessionOptions:
+    return SessionOptions(visibility=visibility, wire=args.wire, isolation=args.isolation)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    a = load_assignment(args.id)
+    folder = Path(args.dir).resolve()
+    if not folder.is_dir():
+        print(f"wiregrade: {folder} is not a folder", file=sys.stderr)
+        return ExitCode.USAGE
+    out = Path(args.out).resolve() if args.out else folder / ".wiregrade"
+    result = run_session(a, folder, out, folder.name, _options(args, "public"))
+    write_outputs(result, out)
+    print_summary(result, out / "report.html")
+    return _exit_for_check(result)
+
+
+def cmd_grade(args: argparse.Namespace) -> int:
+    a = load_assignment(args.id)
+    subs = Path(args.submissions)
+    if not subs.is_dir():
+        print(f"wiregrade: {subs} is not a folder of submissions", file=sys.stderr)
+        return ExitCode.USAGE
+    out = Path(args.out)
+    results = _grade(a, subs, out, args)
+    return ExitCode.HARNESS_ERROR if any(r.harness_error or r.errors for r in results) else ExitCode.OK
+
+
+def _grade(a: Assignment, subs: Path, out: Path, args: argparse.Namespace) -> list[SubmissionResult]:
+    st = _Style(sys.stderr)
+
+    def progress(done: int, total: int, r: SubmissionResult) -> None:
+        mark = st("ERROR", "35") if (r.harness_error or r.errors) else f"{r.score:g}/{r.max_score:g}"
+        print(f"[{done}/{total}] {r.student}: {mark} ({r.duration:.1f} s)", file=sys.stderr)
+
+    results = grade_batch(a, subs, out, args.jobs, _options(args, "all"), progress)
+    errors = [r.student for r in results if r.harness_error or r.errors]
+    print(f"Graded {len(results)} submissions into {out}/ (gradebook.csv, index.html).")
+    if errors:
+        print(st(f"Grader errors (not zeros, re-run these): {', '.join(errors)}", "35"))
+    return results
+
+
+def cmd_samples(args: argparse.Namespace) -> int:
+    a = load_assignment(args.id)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for s in samples_of(a):
+        materialize(s, out / s.name)
+        print(f"{s.name:<12} {s.description}")
+    return ExitCode.OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    a = load_assignment(args.id)
+    out = Path(args.out)
+    subs = out / "submissions"
+    subs.mkdir(parents=True, exist_ok=True)
+    for s in samples_of(a):
+        materialize(s, subs / s.name)
+    results = _grade(a, subs, out / "reports", args)
+    expected = {s.name: s.expect_failed for s in samples_of(a)}
+    bad = []
+    for r in results:
+        failed = {c.id for c in r.checks if c.outcome is not Outcome.PASSED}
+        if failed != expected.get(r.student, failed):
+            bad.append(f"{r.student}: failed {sorted(failed)}, expected {sorted(expected[r.student])}")
+    for line in bad:
+        print(f"UNEXPECTED {line}", file=sys.stderr)
+    print(f"Open {out / 'reports' / 'index.html'} for the class page.")
+    return ExitCode.HARNESS_ERROR if bad or any(r.harness_error or r.errors for r in results) else ExitCode.OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="wiregrade", description="Grade TLS and encryption exercises.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def session_flags(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--wire", choices=("auto", "dumpcap", "relay"), default="auto",
+                        help="how to see the traffic (auto: capture if allowed, else a relay)")
+        sp.add_argument("--isolation", choices=("auto", "off"), default="auto",
+                        help="a private network namespace per submission (auto) or none")
+
+    sub.add_parser("list", help="the exercises").set_defaults(fn=cmd_list)
+
+    c = sub.add_parser("check", help="self-check a folder with the public checks")
+    c.add_argument("id")
+    c.add_argument("dir", nargs="?", default=".")
+    c.add_argument("--out", help="where to write the report (default DIR/.wiregrade)")
+    session_flags(c)
+    c.set_defaults(fn=cmd_check)
+
+    g = sub.add_parser("grade", help="grade every submission in a folder with all checks")
+    g.add_argument("id")
+    g.add_argument("submissions")
+    g.add_argument("--out", required=True)
+    g.add_argument("--jobs", type=int, default=max(1, (os.cpu_count() or 2)))
+    session_flags(g)
+    g.set_defaults(fn=cmd_grade)
+
+    s = sub.add_parser("samples", help="make the reference and sample submissions (with fresh keys)")
+    s.add_argument("id")
+    s.add_argument("--out", required=True)
+    s.set_defaults(fn=cmd_samples)
+
+    d = sub.add_parser("demo", help="make the samples and grade them (what the README's first command runs)")
+    d.add_argument("id", nargs="?", default="tls-server")
+    d.add_argument("--out", default=str(Path(tempfile.gettempdir()) / "wiregrade-demo"))
+    d.add_argument("--jobs", type=int, default=2)
+    session_flags(d)
+    d.set_defaults(fn=cmd_demo)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return ExitCode.USAGE if exc.code else ExitCode.OK
+    try:
+        return int(args.fn(args))
+    except KeyError as exc:
+        print(f"wiregrade: {exc.args[0]}", file=sys.stderr)
+        return ExitCode.USAGE
+    except HarnessError as exc:
+        print(f"wiregrade: grader error: {exc}", file=sys.stderr)
+        return ExitCode.HARNESS_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,45 @@
+"""Shared fixtures for wiregrade's own tests."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from harness._assignment import load_assignment, project_root
+from harness._process import become_subreaper
+from harness._samples import Sample, materialize, samples_of
+
+ROOT = project_root()
+TEST_SUBMISSIONS = ROOT / "tests" / "submissions"
+
+needs_tshark = pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark is not installed")
+
+
+@pytest.fixture(autouse=True)
+def _clean_tls_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Like httpx's tests: nothing of the developer's TLS set-up leaks into ours.
+    for var in ("SSLKEYLOGFILE", "SSL_CERT_FILE", "SSL_CERT_DIR", "HTTPS_PROXY", "https_proxy"):
+        monkeypatch.delenv(var, raising=False)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _subreaper() -> None:
+    become_subreaper()
+
+
+def all_samples(assignment_id: str) -> list[Sample]:
+    a = load_assignment(assignment_id)
+    return samples_of(a, TEST_SUBMISSIONS / assignment_id)
+
+
+@pytest.fixture(scope="session")
+def tls_server_submissions(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Every tls-server sample (reference, bundled, broken) made into a real submission."""
+    folder = tmp_path_factory.mktemp("tls-server-submissions")
+    os.chmod(folder, 0o755)
+    for s in all_samples("tls-server"):
+        materialize(s, folder / s.name)
+    return folder

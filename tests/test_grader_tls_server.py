@@ -1,0 +1,128 @@
+"""The tls-server grader against its reference and against deliberately broken submissions.
+
+Each sample folder's sample.toml names the checks it must fail; these tests grade them all
+for real (namespaces, student processes, dumpcap, tshark) and compare.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from harness import Outcome, SubmissionResult
+from harness._assignment import load_assignment
+from harness._runner import SessionOptions, grade_batch, run_session
+from tests.conftest import all_samples, needs_tshark
+
+pytestmark = [needs_tshark, pytest.mark.slow]
+SAMPLES = {s.name: s for s in all_samples("tls-server")}
+
+
+def session_processes() -> list[str]:
+    """Processes still running from a grading session's scratch copy (there must be none)."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cwd = os.readlink(f"/proc/{pid}/cwd")
+        except OSError:
+            continue
+        if "wiregrade-session-" in cwd:
+            found.append(f"{pid} in {cwd}")
+    return found
+
+
+@pytest.fixture(scope="module")
+def graded(tls_server_submissions: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, SubmissionResult]:
+    out = tmp_path_factory.mktemp("graded")
+    results = grade_batch(load_assignment("tls-server"), tls_server_submissions, out, jobs=2)
+    return {r.student: r for r in results}
+
+
+def failed(r: SubmissionResult) -> set[str]:
+    return {c.id for c in r.checks if c.outcome is not Outcome.PASSED}
+
+
+def check(r: SubmissionResult, cid: str):  # type: ignore[no-untyped-def]
+    return next(c for c in r.checks if c.id == cid)
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLES))
+def test_each_sample_loses_exactly_its_checks(graded: dict[str, SubmissionResult], name: str) -> None:
+    r = graded[name]
+    assert not r.harness_error, r.harness_error
+    assert not r.errors, [(c.id, c.seen) for c in r.errors]
+    assert failed(r) == SAMPLES[name].expect_failed
+    assert r.score == sum(c.points for c in r.checks if c.id not in SAMPLES[name].expect_failed)
+
+
+def test_reference_scores_full_marks(graded: dict[str, SubmissionResult]) -> None:
+    r = graded["reference"]
+    assert r.score == r.max_score == 25
+    assert {c.visibility.value for c in r.checks} == {"public", "hidden"}
+
+
+def test_no_student_process_survives_the_batch(graded: dict[str, SubmissionResult]) -> None:
+    assert session_processes() == []
+
+
+def test_lecture_feedback_says_why(graded: dict[str, SubmissionResult]) -> None:
+    r = graded["lecture"]
+    notify = check(r, "close-notify")
+    assert "without a close_notify alert" in notify.seen and "truncation attack" in notify.seen
+    assert "unwrap()" in notify.hint
+    second = check(r, "second-client")
+    assert "stopped: it exited with code 0" in second.seen
+    assert "loop" in second.hint
+    junk = check(r, "survives-junk")
+    assert "crashed" in junk.seen and "Traceback" in junk.seen
+    assert "SSLError" in junk.hint
+
+
+def test_plaintext_feedback_shows_the_eavesdropper_view(graded: dict[str, SubmissionResult]) -> None:
+    r = graded["plaintext"]
+    hs = check(r, "tls-handshake")
+    assert "'Hello World!'" in hs.seen and "in clear" in hs.seen
+    leak = check(r, "no-plaintext")
+    assert "travels in clear" in leak.seen
+    frames = [e for e in leak.evidence if e.kind == "frames"][0].data
+    assert any(f["plaintext"] and "Hello World!" in f["payload"] for f in frames)
+    # the dependent checks point at the cause instead of repeating it
+    assert "see 'Completes a TLS handshake'" in check(r, "close-notify").seen
+
+
+def test_reference_shows_only_tls_to_an_eavesdropper(graded: dict[str, SubmissionResult]) -> None:
+    leak = check(graded["reference"], "no-plaintext")
+    frames = [e for e in leak.evidence if e.kind == "frames"][0].data
+    assert frames and not any(f["plaintext"] for f in frames)
+    assert any(f["protocol"].startswith("TLS") for f in frames)
+
+
+def test_never_listening_is_a_student_timeout_with_a_clear_message(graded: dict[str, SubmissionResult]) -> None:
+    c = check(graded["never-listens"], "tls-handshake")
+    assert c.outcome is Outcome.TIMEOUT
+    assert "did not listen on TCP port 12345 within 5 s" in c.seen
+    assert "starting up..." in c.seen  # what it printed is shown
+
+
+def test_floods_stdout_is_capped(graded: dict[str, SubmissionResult]) -> None:
+    r = graded["floods-stdout"]
+    assert r.score == r.max_score
+
+
+def test_the_environment_is_reported(graded: dict[str, SubmissionResult]) -> None:
+    env = graded["reference"].environment
+    assert env.isolation in ("netns", "userns+netns")
+    assert env.wire == "dumpcap"
+
+
+@pytest.mark.parametrize("name", ["reference", "lecture", "plaintext"])
+def test_relay_backend_agrees_with_the_capture(
+    graded: dict[str, SubmissionResult], tls_server_submissions: Path, tmp_path: Path, name: str
+) -> None:
+    relay = run_session(load_assignment("tls-server"), tls_server_submissions / name, tmp_path, name,
+                        SessionOptions(wire="relay"))
+    assert relay.environment.wire == "relay"
+    assert {c.id: c.outcome for c in relay.checks} == {c.id: c.outcome for c in graded[name].checks}
+    assert session_processes() == []
