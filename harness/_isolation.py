@@ -88,4 +88,7 @@ def enter_private_network(mode: str = "auto") -> Isolation:
         bring_up_loopback()
     except OSError as exc:
         raise HarnessError(f"entered a network namespace but could not set it up: {exc}") from exc
-    return Isolation(kind, "a private network namespace with loopback only")
+    detail = "a private network namespace with loopback only"
+    if kind == "userns+netns":
+        detail += ", in a user namespace (no root needed)"
+    return Isolation(kind, detail)

@@ -58,7 +58,9 @@ def run_session(
         "--isolation", options.isolation,
     ]
     root = project_root()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
+    package_parent = str(Path(__file__).resolve().parent.parent)  # this harness, installed or not
+    env = {**os.environ,
+           "PYTHONPATH": os.pathsep.join(filter(None, [package_parent, os.environ.get("PYTHONPATH")]))}
     started = time.monotonic()
     deadline = assignment.session_seconds
     with open(out / "session.log", "wb") as log:

@@ -40,7 +40,8 @@ _MARK = {Outcome.PASSED: ("PASS", "32"), Outcome.FAILED: ("FAIL", "31"),
          Outcome.TIMEOUT: ("TIME", "33"), Outcome.ERROR: ("ERR ", "35")}
 
 
-def print_summary(result: SubmissionResult, report: Path, out: object = sys.stdout) -> None:
+def print_summary(result: SubmissionResult, report: Path, out: object = None) -> None:
+    out = out or sys.stdout
     st = _Style(out)
     w = lambda s="": print(s, file=out)  # noqa: E731
     w(st(f"wiregrade check {result.assignment}", "1"))

@@ -107,7 +107,9 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
             f"the checks add up to {total:g} points but assignment.toml says {st.assignment.total_points:g}"
         )
     if problems:
-        raise pytest.UsageError("invalid grader:\n  " + "\n  ".join(problems))
+        msg = "invalid grader:\n  " + "\n  ".join(problems)
+        st.collect_errors.append(msg)
+        raise pytest.UsageError(msg)
     if st.visibility == "public":
         hidden = [i for i in items if (s := spec_of(i)) and s.visibility is Visibility.HIDDEN]
         if hidden:
@@ -236,7 +238,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     st.out.mkdir(parents=True, exist_ok=True)
     harness_error = ""
     if st.collect_errors:
-        harness_error = "the grader could not be loaded:\n" + "\n".join(st.collect_errors)
+        harness_error = "the grader could not be loaded: " + "\n".join(st.collect_errors)
     elif exitstatus in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR,
                         pytest.ExitCode.USAGE_ERROR):
         harness_error = f"the grading session ended abnormally (pytest exit {int(exitstatus)})"

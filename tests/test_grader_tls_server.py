@@ -7,6 +7,7 @@ for real (namespaces, student processes, dumpcap, tshark) and compare.
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -125,4 +126,21 @@ def test_relay_backend_agrees_with_the_capture(
                         SessionOptions(wire="relay"))
     assert relay.environment.wire == "relay"
     assert {c.id: c.outcome for c in relay.checks} == {c.id: c.outcome for c in graded[name].checks}
+    assert session_processes() == []
+
+
+def test_without_a_namespace_a_busy_port_is_replaced_and_reported(
+    tls_server_submissions: Path, tmp_path: Path
+) -> None:
+    """The macOS / locked-down path: no namespace, the handout's port taken, no capture."""
+    with socket.socket() as squatter:
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        squatter.bind(("127.0.0.1", 12345))
+        squatter.listen()
+        r = run_session(load_assignment("tls-server"), tls_server_submissions / "reference", tmp_path,
+                        "reference", SessionOptions(wire="relay", isolation="off"))
+    assert r.environment.isolation == "none"
+    assert "switched off" in r.environment.isolation_detail
+    assert r.environment.wire == "relay"
+    assert r.score == r.max_score, [(c.id, c.seen) for c in r.checks if c.score < c.points]
     assert session_processes() == []

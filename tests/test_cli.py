@@ -1,0 +1,137 @@
+"""The command line, in-process and as `python -m harness`, as students and instructors use it."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import pwd
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from harness.cli import ExitCode, main
+from tests.conftest import ROOT, needs_tshark
+
+
+def test_list(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["list"]) == ExitCode.OK
+    assert "tls-server" in capsys.readouterr().out
+
+
+def test_usage_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "no-such-exercise", str(tmp_path)]) == ExitCode.USAGE
+    assert "no exercise 'no-such-exercise'" in capsys.readouterr().err
+    assert main(["check", "tls-server", str(tmp_path / "missing")]) == ExitCode.USAGE
+    assert main(["frobnicate"]) == ExitCode.USAGE
+
+
+def test_python_dash_m() -> None:
+    run = subprocess.run([sys.executable, "-m", "harness", "list"], capture_output=True, text=True,
+                         cwd=ROOT, timeout=60, check=False)
+    assert run.returncode == 0 and "tls-server" in run.stdout
+
+
+@needs_tshark
+@pytest.mark.slow
+def test_self_check_of_the_reference_passes_public_checks_only(
+    tls_server_submissions: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["check", "tls-server", str(tls_server_submissions / "reference"), "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert code == ExitCode.OK
+    assert "All public checks passed." in out and "All checks passed" not in out
+    assert "20/20 on 8 public checks" in out
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert {t["visibility"] for t in results["tests"]} == {"visible"}
+    assert (tmp_path / "report.html").is_file() and (tmp_path / "junit.xml").is_file()
+    assert "\033[" not in out  # no colour codes when not at a terminal
+
+
+@needs_tshark
+@pytest.mark.slow
+def test_self_check_of_the_lecture_fails_with_hints(
+    tls_server_submissions: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["check", "tls-server", str(tls_server_submissions / "lecture"), "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert code == ExitCode.CHECKS_FAILED
+    assert "FAIL  Ends the session with close_notify" in out
+    assert "Hint: Call ssl_sock.unwrap()" in out
+    assert "16/20" in out
+
+
+@needs_tshark
+@pytest.mark.slow
+def test_grade_a_folder_with_a_hostile_zip(tls_server_submissions: Path, tmp_path: Path) -> None:
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    shutil.copytree(tls_server_submissions / "reference", subs / "alice")
+    with zipfile.ZipFile(subs / "mallory.zip", "w") as zf:
+        zf.writestr("../../evil.py", "print('escaped')")
+    with zipfile.ZipFile(subs / "bob.zip", "w") as zf:  # one wrapping folder, flattened
+        for f in (tls_server_submissions / "lecture").iterdir():
+            zf.write(f, f"bob-submission/{f.name}")
+    out = tmp_path / "out"
+    assert main(["grade", "tls-server", str(subs), "--out", str(out), "--jobs", "2"]) == ExitCode.OK
+    assert not (tmp_path / "evil.py").exists()
+    rows = {r["student"]: r for r in csv.DictReader(open(out / "gradebook.csv"))}
+    assert rows["alice"]["score"] == "25" and rows["alice"]["status"] == "graded"
+    assert rows["bob"]["score"] == "18"
+    assert rows["mallory"]["status"] == "submission refused"
+    assert "unsafe path" in json.loads((out / "mallory/results.json").read_text())["output"]
+    index = (out / "index.html").read_text()
+    assert "Ends the session with close_notify" in index and "alice/report.html" in index
+
+
+def _interpreter_for_nobody() -> tuple[str | None, str]:
+    """A Python of this version that another user can run (a pyenv under /root is not)."""
+    if os.geteuid() != 0:
+        return None, "needs root to switch to another user"
+    if shutil.which("setpriv") is None:
+        return None, "setpriv is not installed"
+    want = f"python{sys.version_info[0]}.{sys.version_info[1]}"
+    candidates = [Path(sys.executable).resolve(), Path("/usr/bin") / want, Path("/usr/local/bin") / want]
+    site = Path(sysconfig.get_paths()["purelib"])
+    for exe in candidates:
+        paths = [exe, ROOT, site]
+        if exe.exists() and all(
+            not p.exists() or os.stat(p).st_mode & 0o001 for q in paths for p in [q, *q.parents]
+        ):
+            return str(exe), ""
+    return None, f"no {want} reachable by other users, or {ROOT} / {site} is not reachable"
+
+
+@needs_tshark
+@pytest.mark.slow
+def test_a_student_without_root_gets_a_result(tls_server_submissions: Path,
+                                              request: pytest.FixtureRequest) -> None:
+    exe, why = _interpreter_for_nobody()
+    if exe is None:
+        pytest.skip(why)
+    nobody = pwd.getpwnam("nobody")
+    home = Path(tempfile.mkdtemp(prefix="wiregrade-nobody-"))  # pytest's tmp is root-only
+    request.addfinalizer(lambda: shutil.rmtree(home, ignore_errors=True))
+    work = home / "student"
+    shutil.copytree(tls_server_submissions / "lecture", work)
+    for p in [home, *work.rglob("*"), work]:
+        os.chown(p, nobody.pw_uid, nobody.pw_gid)
+    site = sysconfig.get_paths()["purelib"]
+    run = subprocess.run(
+        ["setpriv", f"--reuid={nobody.pw_uid}", f"--regid={nobody.pw_gid}", "--clear-groups",
+         exe, "-m", "harness", "check", "tls-server", str(work)],
+        capture_output=True, text=True, timeout=120, cwd=ROOT, check=False,
+        env={"PATH": os.environ["PATH"], "HOME": str(home), "PYTHONPATH": f"{ROOT}:{site}"},
+    )
+    assert run.returncode == ExitCode.CHECKS_FAILED, run.stdout + run.stderr
+    assert "16/20" in run.stdout
+    # as an ordinary user: a user namespace (capture) or, where forbidden, the relay
+    assert "Network: a private network namespace" in run.stdout or "free ports" in run.stdout
+    assert "Traffic seen by: " in run.stdout
+    print(run.stdout)
