@@ -63,7 +63,8 @@ class Assignment:
 def assignment_ids(root: Path | None = None) -> list[str]:
     root = root or project_root()
     return sorted(
-        p.parent.name for p in (root / "assignments").glob("*/assignment.toml")
+        p.parent.name
+        for p in (root / "assignments").glob("*/assignment.toml")
         if (root / "graders" / p.parent.name).is_dir()
     )
 

@@ -18,31 +18,68 @@ from pathlib import Path
 
 from ._errors import HarnessError
 from ._packets import Connection
+from ._timing import timed
 
 # TLS numbers the checks speak about (RFC 8446 / 5246).
 CONTENT_TYPES = {20: "ChangeCipherSpec", 21: "Alert", 22: "Handshake", 23: "ApplicationData"}
 HANDSHAKE_TYPES = {
-    1: "ClientHello", 2: "ServerHello", 4: "NewSessionTicket", 8: "EncryptedExtensions",
-    11: "Certificate", 12: "ServerKeyExchange", 13: "CertificateRequest", 14: "ServerHelloDone",
-    15: "CertificateVerify", 16: "ClientKeyExchange", 20: "Finished",
+    1: "ClientHello",
+    2: "ServerHello",
+    4: "NewSessionTicket",
+    8: "EncryptedExtensions",
+    11: "Certificate",
+    12: "ServerKeyExchange",
+    13: "CertificateRequest",
+    14: "ServerHelloDone",
+    15: "CertificateVerify",
+    16: "ClientKeyExchange",
+    20: "Finished",
 }
 ALERTS = {
-    0: "close_notify", 10: "unexpected_message", 20: "bad_record_mac", 40: "handshake_failure",
-    42: "bad_certificate", 43: "unsupported_certificate", 45: "certificate_expired",
-    46: "certificate_unknown", 47: "illegal_parameter", 48: "unknown_ca", 50: "decode_error",
-    51: "decrypt_error", 70: "protocol_version", 71: "insufficient_security", 80: "internal_error",
-    86: "inappropriate_fallback", 90: "user_canceled", 109: "missing_extension",
-    112: "unrecognized_name", 116: "certificate_required", 120: "no_application_protocol",
+    0: "close_notify",
+    10: "unexpected_message",
+    20: "bad_record_mac",
+    40: "handshake_failure",
+    42: "bad_certificate",
+    43: "unsupported_certificate",
+    45: "certificate_expired",
+    46: "certificate_unknown",
+    47: "illegal_parameter",
+    48: "unknown_ca",
+    50: "decode_error",
+    51: "decrypt_error",
+    70: "protocol_version",
+    71: "insufficient_security",
+    80: "internal_error",
+    86: "inappropriate_fallback",
+    90: "user_canceled",
+    109: "missing_extension",
+    112: "unrecognized_name",
+    116: "certificate_required",
+    120: "no_application_protocol",
 }
 VERSIONS = {0x0300: "SSL 3.0", 0x0301: "TLS 1.0", 0x0302: "TLS 1.1", 0x0303: "TLS 1.2", 0x0304: "TLS 1.3"}
 
 _FIELDS = (
-    "frame.number", "frame.time_relative", "tcp.srcport", "tcp.flags", "tcp.len",
-    "tls.record.content_type", "tls.record.opaque_type", "tls.handshake.type",
-    "tls.handshake.version", "tls.handshake.extensions.supported_version",
-    "tls.handshake.ciphersuite", "tls.handshake.extensions_server_name",
-    "tls.alert_message.level", "tls.alert_message.desc", "tls.handshake.certificate",
-    "_ws.col.Protocol", "frame.len", "_ws.col.Info", "tcp.payload",
+    "frame.number",
+    "frame.time_relative",
+    "tcp.srcport",
+    "tcp.flags",
+    "tcp.len",
+    "tls.record.content_type",
+    "tls.record.opaque_type",
+    "tls.handshake.type",
+    "tls.handshake.version",
+    "tls.handshake.extensions.supported_version",
+    "tls.handshake.ciphersuite",
+    "tls.handshake.extensions_server_name",
+    "tls.alert_message.level",
+    "tls.alert_message.desc",
+    "tls.handshake.certificate",
+    "_ws.col.Protocol",
+    "frame.len",
+    "_ws.col.Info",
+    "tcp.payload",
 )
 
 
@@ -156,8 +193,20 @@ def dissect(conn: Connection, keylog: Path | None = None) -> Transcript:
     exe = tshark_path()
     with tempfile.TemporaryDirectory(prefix="wiregrade-tshark-") as tmp:
         pcap = conn.write_pcap(Path(tmp) / "conn.pcap")
-        cmd = [exe, "-n", "-r", str(pcap), "-T", "fields", "-E", "separator=\t",
-               "-E", "occurrence=a", "-E", "aggregator=;"]
+        cmd = [
+            exe,
+            "-n",
+            "-r",
+            str(pcap),
+            "-T",
+            "fields",
+            "-E",
+            "separator=\t",
+            "-E",
+            "occurrence=a",
+            "-E",
+            "aggregator=;",
+        ]
         if keylog is not None:
             cmd += ["-o", f"tls.keylog_file:{keylog}"]
         for f in _FIELDS:
@@ -165,7 +214,8 @@ def dissect(conn: Connection, keylog: Path | None = None) -> Transcript:
         # tshark wants a HOME it can read (inside a user namespace /root is not).
         env = {**os.environ, "HOME": tmp}
         try:
-            out = subprocess.run(cmd, capture_output=True, timeout=30, env=env, check=False)
+            with timed("tshark dissection"):
+                out = subprocess.run(cmd, capture_output=True, timeout=30, env=env, check=False)
         except subprocess.TimeoutExpired as exc:
             raise HarnessError("tshark did not finish dissecting within 30 s") from exc
     if out.returncode != 0:
@@ -190,7 +240,7 @@ def dissect(conn: Connection, keylog: Path | None = None) -> Transcript:
                 supported_versions=_ints(v[9]),
                 ciphersuites=_ints(v[10]),
                 sni=v[11].split(";")[0],
-                alerts=tuple(zip(levels, descs)),
+                alerts=tuple(zip(levels, descs, strict=False)),  # tshark pairs them per alert
                 certificates=tuple(bytes.fromhex(c) for c in v[14].split(";") if c),
                 protocol=v[15],
                 length=int(v[16] or 0),

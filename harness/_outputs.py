@@ -100,13 +100,16 @@ def junit(result: SubmissionResult) -> ET.ElementTree:
         time=f"{r.duration:.3f}",
     )
     for c in r.checks:
-        case = ET.SubElement(suite, "testcase", classname=r.assignment, name=f"{c.id}: {c.title}",
-                             time=f"{c.duration:.3f}")
-        ET.SubElement(case, "properties").extend([
-            ET.Element("property", name="points", value=f"{c.points:g}"),
-            ET.Element("property", name="score", value=f"{c.score:g}"),
-            ET.Element("property", name="visibility", value=c.visibility.value),
-        ])
+        case = ET.SubElement(
+            suite, "testcase", classname=r.assignment, name=f"{c.id}: {c.title}", time=f"{c.duration:.3f}"
+        )
+        ET.SubElement(case, "properties").extend(
+            [
+                ET.Element("property", name="points", value=f"{c.points:g}"),
+                ET.Element("property", name="score", value=f"{c.score:g}"),
+                ET.Element("property", name="visibility", value=c.visibility.value),
+            ]
+        )
         if c.outcome in (Outcome.FAILED, Outcome.TIMEOUT):
             el = ET.SubElement(case, "failure", type=c.outcome.value, message=c.title)
             el.text = feedback_text(c)
@@ -130,8 +133,10 @@ def write_junit(result: SubmissionResult, path: Path) -> None:
 
 def render_report(result: SubmissionResult, *, instructor: bool = False) -> str:
     r = result if instructor else result.for_student()
-    return _env().get_template("report.html.j2").render(
-        r=r, instructor=instructor, Outcome=Outcome, feedback=feedback_text
+    return (
+        _env()
+        .get_template("report.html.j2")
+        .render(r=r, instructor=instructor, Outcome=Outcome, feedback=feedback_text)
     )
 
 
@@ -181,8 +186,16 @@ def class_summary(results: Sequence[SubmissionResult]) -> dict[str, Any]:
     for cid, title, points in cols:
         outs = [c for r in graded for c in r.checks if c.id == cid and c.outcome is not Outcome.ERROR]
         passed = sum(c.outcome is Outcome.PASSED for c in outs)
-        rates.append({"id": cid, "title": title, "points": points, "passed": passed, "of": len(outs),
-                      "rate": passed / len(outs) if outs else 0.0})
+        rates.append(
+            {
+                "id": cid,
+                "title": title,
+                "points": points,
+                "passed": passed,
+                "of": len(outs),
+                "rate": passed / len(outs) if outs else 0.0,
+            }
+        )
     rates.sort(key=lambda x: (x["rate"], x["id"]))
     max_score = max((r.max_score for r in graded), default=0.0)
     scores = [r.score for r in graded]
@@ -199,16 +212,21 @@ def class_summary(results: Sequence[SubmissionResult]) -> dict[str, Any]:
         "mean": statistics.mean(scores) if scores else 0.0,
         "median": statistics.median(scores) if scores else 0.0,
         "max_score": max_score,
-        "histogram": [{"lo": max_score * i / bins, "hi": max_score * (i + 1) / bins, "n": n}
-                      for i, n in enumerate(hist)],
+        "histogram": [
+            {"lo": max_score * i / bins, "hi": max_score * (i + 1) / bins, "n": n} for i, n in enumerate(hist)
+        ],
         "rates": rates,
     }
 
 
 def write_index(results: Sequence[SubmissionResult], path: Path, assignment: str) -> None:
     path.write_text(
-        _env().get_template("index.html.j2").render(
-            assignment=assignment, s=class_summary(results),
-            results=sorted(results, key=lambda r: r.student), escape=html.escape,
+        _env()
+        .get_template("index.html.j2")
+        .render(
+            assignment=assignment,
+            s=class_summary(results),
+            results=sorted(results, key=lambda r: r.student),
+            escape=html.escape,
         )
     )

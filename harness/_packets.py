@@ -156,8 +156,12 @@ def make_frame(
     payload: bytes = b"",
 ) -> Frame:
     """An Ethernet/IPv4/TCP frame as Linux's loopback would carry it (zero MAC addresses)."""
-    tcp = struct.pack("!HHIIBBHHH", src[1], dst[1], seq & 0xFFFFFFFF, ack & 0xFFFFFFFF,
-                      5 << 4, flags, 65535, 0, 0) + payload
+    tcp = (
+        struct.pack(
+            "!HHIIBBHHH", src[1], dst[1], seq & 0xFFFFFFFF, ack & 0xFFFFFFFF, 5 << 4, flags, 65535, 0, 0
+        )
+        + payload
+    )
     s_ip = bytes(int(x) for x in src[0].split("."))
     d_ip = bytes(int(x) for x in dst[0].split("."))
     pseudo = s_ip + d_ip + struct.pack("!BBH", 0, 6, len(tcp))

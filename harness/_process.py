@@ -21,11 +21,12 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ._errors import CheckFailed, HarnessError, StudentTimeout
+from ._timing import timed
 
 # Processes the harness itself started and keeps (dumpcap, relays): never reaped as orphans.
 _HARNESS_PIDS: set[int] = set()
@@ -66,14 +67,43 @@ class Limits:
     processes: int = 256
     output_bytes: int = 64 << 10
 
-    def apply(self) -> None:  # runs in the child between fork and exec
-        resource.setrlimit(resource.RLIMIT_CPU, (self.cpu_seconds, self.cpu_seconds))
-        resource.setrlimit(resource.RLIMIT_AS, (self.memory_bytes, self.memory_bytes))
-        resource.setrlimit(resource.RLIMIT_FSIZE, (self.file_bytes, self.file_bytes))
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        # RLIMIT_NPROC counts processes per real user and does not bind root: it contains
-        # a fork bomb only when students run as an unprivileged user.
-        resource.setrlimit(resource.RLIMIT_NPROC, (self.processes, self.processes))
+    def preexec(self) -> Callable[[], None]:
+        """The function that applies these limits in the child, between fork and exec.
+
+        RLIMIT_NPROC counts every process (and thread) of the real user, not just this
+        program's, and does not bind root. So the cap is what the user already runs plus
+        ``processes``: a student at a busy desktop is not refused a thread, and a fork bomb
+        still stops. (As root it holds nothing; students then need their own user.)
+        """
+        nproc = self.processes + _processes_of(os.getuid())
+        cpu, mem, fsize = self.cpu_seconds, self.memory_bytes, self.file_bytes
+
+        def apply() -> None:
+            resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
+            resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
+            resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
+            resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+            resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
+
+        return apply
+
+
+def _processes_of(uid: int) -> int:
+    """Tasks (processes and threads) owned by real user ``uid``, as RLIMIT_NPROC counts them."""
+    n = 0
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                for line in f:
+                    if line.startswith("Uid:"):
+                        if int(line.split()[1]) == uid:
+                            n += len(os.listdir(f"/proc/{pid}/task"))
+                        break
+        except (OSError, ValueError):
+            continue
+    return n
 
 
 class CappedOutput:
@@ -156,12 +186,14 @@ def clean_environment(home: Path, extra: Mapping[str, str] | None = None) -> dic
 
 
 def _proc_stat(pid: int) -> tuple[int, int] | None:
-    """(ppid, pgid) of ``pid``, or None if it is gone."""
+    """(ppid, pgid) of ``pid``, or None if it is gone or a zombie (dead, awaiting its reaper)."""
     try:
         raw = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
     fields = raw[raw.rfind(")") + 2 :].split()
+    if fields[0] in ("Z", "X"):
+        return None
     return int(fields[1]), int(fields[2])
 
 
@@ -181,7 +213,8 @@ def process_tree(root: int, pgid: int) -> set[int]:
         found.add(root)
     me = os.getpid()
     found |= {
-        pid for pid, (ppid, _) in stats.items()
+        pid
+        for pid, (ppid, _) in stats.items()
         if ppid == me and pid not in _HARNESS_PIDS and pid not in _LIVE_STUDENT_PIDS
     }
     changed = True
@@ -228,20 +261,33 @@ def socket_inodes(pids: set[int]) -> set[str]:
     return inodes
 
 
-def reap_orphans() -> list[int]:
-    """Kill and reap children of ours that we did not start (orphans of student programs)."""
-    me = os.getpid()
-    killed = []
+def _children_of_ours() -> list[int]:
+    """Our children, live or zombie (re-parented orphans included: we are a subreaper)."""
+    me, out = os.getpid(), []
     for pid in _all_pids():
-        st = _proc_stat(pid)
-        if st and st[0] == me and pid not in _HARNESS_PIDS and pid not in _LIVE_STUDENT_PIDS:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-                killed.append(pid)
-    for pid in killed:
+        try:
+            raw = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        if int(raw[raw.rfind(")") + 2 :].split()[1]) == me:
+            out.append(pid)
+    return out
+
+
+def reap_orphans() -> list[int]:
+    """Kill and reap children of ours that we did not start (orphans of student programs).
+
+    Each is waited for by pid, never with waitpid(-1): that would steal the exit status of
+    a child a Popen object is still waiting for.
+    """
+    orphans = [p for p in _children_of_ours() if p not in _HARNESS_PIDS and p not in _LIVE_STUDENT_PIDS]
+    for pid in orphans:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    for pid in orphans:
         with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, 0)
-    return killed
+    return orphans
 
 
 # --- the student process ---------------------------------------------------------------
@@ -269,6 +315,10 @@ class StudentProcess:
         self._threads: list[threading.Thread] = []
 
     def start(self) -> StudentProcess:
+        with timed("student process start"):
+            return self._start()
+
+    def _start(self) -> StudentProcess:
         try:
             self._popen = subprocess.Popen(
                 list(self.argv),
@@ -278,7 +328,7 @@ class StudentProcess:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 start_new_session=True,
-                preexec_fn=self.limits.apply,
+                preexec_fn=self.limits.preexec(),
                 close_fds=True,
             )
         except (OSError, subprocess.SubprocessError) as exc:
@@ -350,6 +400,10 @@ class StudentProcess:
 
         Raises StudentTimeout if it does not within ``timeout`` and CheckFailed if it exits.
         """
+        with timed("waiting for student to listen"):
+            self._wait_listening(port, timeout)
+
+    def _wait_listening(self, port: int, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         delay = 0.002
         while True:
@@ -369,8 +423,7 @@ class StudentProcess:
                     f"{self.label} did not listen on TCP port {port} within {timeout:g} s"
                     f"{other}; {self.describe_exit()}.\n{self.output_tail()}",
                     expected=f"a server listening on TCP port {port} within {timeout:g} s",
-                    hint=f"Check that it binds port {port} and calls listen() before doing "
-                    "anything slow.",
+                    hint=f"Check that it binds port {port} and calls listen() before doing anything slow.",
                 )
             time.sleep(delay)  # polling /proc, bounded by the deadline above
             delay = min(delay * 2, 0.05)
@@ -395,6 +448,11 @@ class StudentProcess:
         """Kill the whole tree, always; safe to call twice."""
         if self._popen is None:
             return
+        with timed("killing student processes"):
+            self._kill()
+
+    def _kill(self) -> None:
+        assert self._popen is not None
         pid = self._popen.pid
         if self._popen.poll() is None:
             self.killed_by_grader = True

@@ -84,6 +84,7 @@ class SubmissionResult:
     visibility: str = "all"  # "all" (instructor) or "public" (self-check)
     harness_error: str = ""  # set when the session could not grade at all
     refused: str = ""  # the submission could not be taken in (e.g. an unsafe zip)
+    timings: dict[str, Any] = field(default_factory=dict)  # where the session's time went
     duration: float = 0.0
 
     @property

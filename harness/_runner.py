@@ -48,25 +48,43 @@ def run_session(
     result_file = out / "session.json"
     result_file.unlink(missing_ok=True)
     cmd = [
-        sys.executable, "-m", "harness._session",
-        "--assignment", assignment.id,
-        "--submission", str(submission.resolve()),
-        "--out", str(out.resolve()),
-        "--student", student,
-        "--visibility", options.visibility,
-        "--wire", options.wire,
-        "--isolation", options.isolation,
+        sys.executable,
+        "-m",
+        "harness._session",
+        "--assignment",
+        assignment.id,
+        "--submission",
+        str(submission.resolve()),
+        "--out",
+        str(out.resolve()),
+        "--student",
+        student,
+        "--visibility",
+        options.visibility,
+        "--wire",
+        options.wire,
+        "--isolation",
+        options.isolation,
     ]
     root = project_root()
     package_parent = str(Path(__file__).resolve().parent.parent)  # this harness, installed or not
-    env = {**os.environ,
-           "PYTHONPATH": os.pathsep.join(filter(None, [package_parent, os.environ.get("PYTHONPATH")]))}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [package_parent, os.environ.get("PYTHONPATH")])),
+    }
     started = time.monotonic()
     deadline = assignment.session_seconds
     with open(out / "session.log", "wb") as log:
         with _reap_lock:  # never let another thread's reap see this child unregistered
-            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                    env=env, cwd=root, start_new_session=True)
+            proc = subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=root,
+                start_new_session=True,
+            )
             register_harness_pid(proc.pid)
         try:
             proc.wait(deadline)
@@ -82,19 +100,35 @@ def run_session(
                 reap_orphans()  # student processes of a session that died before cleaning up
     elapsed = time.monotonic() - started
     if timed_out:
-        return _failed(assignment, student, f"the grading session did not finish within {deadline:g} s "
-                       "and was stopped", out, elapsed)
+        return _failed(
+            assignment,
+            student,
+            f"the grading session did not finish within {deadline:g} s and was stopped",
+            out,
+            elapsed,
+        )
     try:
         return SubmissionResult.load(result_file)
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        return _failed(assignment, student, f"the grading session (exit {proc.returncode}) left no "
-                       f"usable results ({type(exc).__name__}: {exc})", out, elapsed)
+        return _failed(
+            assignment,
+            student,
+            f"the grading session (exit {proc.returncode}) left no "
+            f"usable results ({type(exc).__name__}: {exc})",
+            out,
+            elapsed,
+        )
 
 
 def _failed(assignment: Assignment, student: str, why: str, out: Path, elapsed: float) -> SubmissionResult:
     log = (out / "session.log").read_text(errors="replace")[-3000:] if (out / "session.log").exists() else ""
-    return SubmissionResult(assignment=assignment.id, student=student, checks=(),
-                            harness_error=f"{why}\n{log}".strip(), duration=round(elapsed, 3))
+    return SubmissionResult(
+        assignment=assignment.id,
+        student=student,
+        checks=(),
+        harness_error=f"{why}\n{log}".strip(),
+        duration=round(elapsed, 3),
+    )
 
 
 # --- intake ----------------------------------------------------------------------------------
@@ -174,14 +208,15 @@ def grade_batch(
     ready, refused = intake(submissions, work)
     results: list[SubmissionResult] = []
     for name, why in refused.items():
-        r = SubmissionResult(assignment=assignment.id, student=name, checks=(),
-                             refused=why)
+        r = SubmissionResult(assignment=assignment.id, student=name, checks=(), refused=why)
         write_outputs(r, out / name)
         results.append(r)
     total = len(ready) + len(refused)
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        futures = {pool.submit(run_session, assignment, path, out / name, name, options): name
-                   for name, path in ready.items()}
+        futures = {
+            pool.submit(run_session, assignment, path, out / name, name, options): name
+            for name, path in ready.items()
+        }
         for fut in as_completed(futures):
             r = fut.result()
             write_outputs(r, out / futures[fut])

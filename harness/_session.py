@@ -34,8 +34,17 @@ def main(argv: list[str] | None = None) -> int:
 
     become_subreaper()
     os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
-    for var in ("SSLKEYLOGFILE", "SSL_CERT_FILE", "SSL_CERT_DIR", "HTTP_PROXY", "HTTPS_PROXY",
-                "http_proxy", "https_proxy", "ALL_PROXY", "PYTEST_ADDOPTS"):
+    for var in (
+        "SSLKEYLOGFILE",
+        "SSL_CERT_FILE",
+        "SSL_CERT_DIR",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "ALL_PROXY",
+        "PYTEST_ADDOPTS",
+    ):
         os.environ.pop(var, None)
 
     import pytest
@@ -47,21 +56,33 @@ def main(argv: list[str] | None = None) -> int:
     assignment = load_assignment(args.assignment)
     pytest_args = [
         str(assignment.grader_dir),
-        "-p", "harness.plugin",
-        "-p", "pytest_timeout",
-        "-p", "no:cacheprovider",
-        "-p", "no:stepwise",
+        "-p",
+        "harness.plugin",
+        "-p",
+        "pytest_timeout",
+        "-p",
+        "no:cacheprovider",
+        "-p",
+        "no:stepwise",
         f"--rootdir={assignment.grader_dir}",
-        "-c", str(assignment.grader_dir / "pytest.ini"),
-        "--wiregrade-assignment", args.assignment,
-        "--wiregrade-submission", args.submission,
-        "--wiregrade-out", args.out,
-        "--wiregrade-visibility", args.visibility,
-        "--wiregrade-wire", args.wire,
-        "--wiregrade-student", args.student,
+        "-c",
+        str(assignment.grader_dir / "pytest.ini"),
+        "--wiregrade-assignment",
+        args.assignment,
+        "--wiregrade-submission",
+        args.submission,
+        "--wiregrade-out",
+        args.out,
+        "--wiregrade-visibility",
+        args.visibility,
+        "--wiregrade-wire",
+        args.wire,
+        "--wiregrade-student",
+        args.student,
         "-q" if not args.verbose else "-v",
         "--no-header",
-        "-W", "ignore::DeprecationWarning",
+        "-W",
+        "ignore::DeprecationWarning",
     ]
     if args.keyword:
         pytest_args += ["-k", args.keyword]

@@ -18,6 +18,8 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from ._timing import timed
+
 
 @dataclass(frozen=True)
 class TLSSession:
@@ -96,6 +98,17 @@ def tls_session(
     close (SSLEOFError). When the server sends close_notify we answer with ours, as a
     polite client does, so a server that waits for it (``unwrap()``) finishes cleanly.
     """
+    with timed("grader TLS sessions"):
+        return _tls_session(address, context, server_hostname, timeout, max_bytes)
+
+
+def _tls_session(
+    address: tuple[str, int],
+    context: ssl.SSLContext,
+    server_hostname: str | None,
+    timeout: float,
+    max_bytes: int,
+) -> TLSSession:
     deadline = time.monotonic() + timeout
     try:
         raw = socket.create_connection(address, timeout=timeout)
@@ -105,9 +118,7 @@ def tls_session(
     fields: dict[str, object] = {"client_port": port, "connected": True}
     try:
         try:
-            tls = context.wrap_socket(
-                raw, server_hostname=server_hostname, suppress_ragged_eofs=False
-            )
+            tls = context.wrap_socket(raw, server_hostname=server_hostname, suppress_ragged_eofs=False)
         except (ssl.SSLError, OSError) as exc:
             return TLSSession(handshake_error=_describe(exc), **fields)  # type: ignore[arg-type]
         fields.update(
@@ -133,7 +144,7 @@ def tls_session(
                 ending, detail = "timeout", f"stopped reading after {max_bytes} bytes"
         except ssl.SSLEOFError as exc:
             ending, detail = "eof", _describe(exc)
-        except (TimeoutError, socket.timeout):
+        except TimeoutError:
             ending, detail = "timeout", f"the connection was still open after {timeout:g} s"
         except ConnectionResetError as exc:
             ending, detail = "reset", _describe(exc)

@@ -39,6 +39,7 @@ from ._packets import (
     pcap_record,
 )
 from ._process import register_harness_pid, unregister_harness_pid
+from ._timing import timed
 
 LOOPBACK = "127.0.0.1"
 
@@ -133,7 +134,8 @@ class Wire:
         raise NotImplementedError
 
     def connection(self, client_port: int, server_port: int, timeout: float = 5.0) -> Connection:
-        return self.log.connection(client_port, server_port, self.info.backend, timeout)
+        with timed(f"waiting for the {self.info.backend} to see a connection end"):
+            return self.log.connection(client_port, server_port, self.info.backend, timeout)
 
     def close(self) -> None:
         self.log.close()
@@ -195,6 +197,10 @@ class DumpcapWire(Wire):
         return (LOOPBACK, port)
 
     def close(self) -> None:
+        with timed("dumpcap stop"):
+            self._stop()
+
+    def _stop(self) -> None:
         if self._proc.poll() is None:
             self._proc.terminate()
             try:
@@ -205,7 +211,7 @@ class DumpcapWire(Wire):
         unregister_harness_pid(self._proc.pid)
         if hasattr(self, "_reader"):
             self._reader.join(2)
-        super().close()
+        self.log.close()
 
 
 class RelayWire(Wire):
@@ -233,9 +239,6 @@ class RelayWire(Wire):
                 self._relays[port] = lsock
                 threading.Thread(target=self._accept_loop, args=(lsock, port), daemon=True).start()
             return (LOOPBACK, self._relays[port].getsockname()[1])
-
-    def connection(self, client_port: int, server_port: int, timeout: float = 5.0) -> Connection:
-        return self.log.connection(client_port, server_port, "relay", timeout)
 
     def _accept_loop(self, lsock: socket.socket, target: int) -> None:
         while not self._closing:
@@ -276,20 +279,28 @@ class RelayWire(Wire):
                         emit(src, PSH | ACK, data)
                     dst_sock.sendall(data)
                 with lock:
-                    emit(src, FIN | ACK)
+                    if not aborted.is_set():  # woken by the other side's reset: not our FIN
+                        emit(src, FIN | ACK)
                 with contextlib.suppress(OSError):
                     dst_sock.shutdown(socket.SHUT_WR)
             except OSError:
                 with lock:
-                    if not aborted.is_set():  # the other side's reset is not this side's
-                        aborted.set()
+                    first = not aborted.is_set()
+                    aborted.set()
+                    if first:  # the other side's reset is not this side's
                         emit(src, RST | ACK)
-                _abort(dst_sock)
+                # Pass the reset on: linger 0 makes the close below send RST. The other pump
+                # may be blocked reading dst_sock; SHUT_RD wakes it (a close would not).
+                with contextlib.suppress(OSError):
+                    dst_sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\1\0\0\0\0\0\0\0")
+                    dst_sock.shutdown(socket.SHUT_RD)
             finally:
-                if done.is_set():
+                with lock:
+                    last = done.is_set()
+                    done.set()
+                if last:
                     csock.close()
                     ssock.close()
-                done.set()
 
         threading.Thread(target=pump, args=(ssock, csock, server), daemon=True).start()
         pump(csock, ssock, client)
@@ -317,7 +328,8 @@ def open_wire(
         return RelayWire(pcap_path, "a recording relay (chosen with --wire relay)")
     if choice == "dumpcap" or can_capture:
         try:
-            return DumpcapWire(pcap_path, home=home)
+            with timed("dumpcap start"):
+                return DumpcapWire(pcap_path, home=home)
         except HarnessError as exc:
             if choice == "dumpcap":
                 raise

@@ -9,6 +9,7 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TextIO
 
 from ._assignment import Assignment, assignment_ids, load_assignment
 from ._errors import HarnessError
@@ -36,11 +37,15 @@ class _Style:
         return f"\033[{code}m{text}\033[0m" if self.on else text
 
 
-_MARK = {Outcome.PASSED: ("PASS", "32"), Outcome.FAILED: ("FAIL", "31"),
-         Outcome.TIMEOUT: ("TIME", "33"), Outcome.ERROR: ("ERR ", "35")}
+_MARK = {
+    Outcome.PASSED: ("PASS", "32"),
+    Outcome.FAILED: ("FAIL", "31"),
+    Outcome.TIMEOUT: ("TIME", "33"),
+    Outcome.ERROR: ("ERR ", "35"),
+}
 
 
-def print_summary(result: SubmissionResult, report: Path, out: object = None) -> None:
+def print_summary(result: SubmissionResult, report: Path, out: TextIO | None = None) -> None:
     out = out or sys.stdout
     st = _Style(out)
     w = lambda s="": print(s, file=out)  # noqa: E731
@@ -57,8 +62,13 @@ def print_summary(result: SubmissionResult, report: Path, out: object = None) ->
     public = "public checks" if result.visibility == "public" else "checks"
     w(f"Score: {result.score:g}/{result.max_score:g} on {len(result.checks)} {public}.")
     if result.errors or result.harness_error:
-        w(st("The grader itself failed on some checks (ERR): not your fault; re-run, and tell "
-             "your instructor if it persists.", "35"))
+        w(
+            st(
+                "The grader itself failed on some checks (ERR): not your fault; re-run, and tell "
+                "your instructor if it persists.",
+                "35",
+            )
+        )
     elif all(c.outcome is Outcome.PASSED for c in result.checks) and result.checks:
         if result.visibility == "public":
             w(st("All public checks passed.", "32") + " Hidden checks run when your instructor grades.")
@@ -164,10 +174,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     def session_flags(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("--wire", choices=("auto", "dumpcap", "relay"), default="auto",
-                        help="how to see the traffic (auto: capture if allowed, else a relay)")
-        sp.add_argument("--isolation", choices=("auto", "off"), default="auto",
-                        help="a private network namespace per submission (auto) or none")
+        sp.add_argument(
+            "--wire",
+            choices=("auto", "dumpcap", "relay"),
+            default="auto",
+            help="how to see the traffic (auto: capture if allowed, else a relay)",
+        )
+        sp.add_argument(
+            "--isolation",
+            choices=("auto", "off"),
+            default="auto",
+            help="a private network namespace per submission (auto) or none",
+        )
 
     sub.add_parser("list", help="the exercises").set_defaults(fn=cmd_list)
 

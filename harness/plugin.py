@@ -11,7 +11,7 @@ import platform
 import shutil
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from ._checks import MARKER, CheckSpec, spec_of
 from ._context import EvidenceRecorder, GradingContext, Launcher
 from ._errors import CheckFailed, HarnessError, StudentTimeout
 from ._results import CheckResult, Environment, Outcome, SubmissionResult, Visibility
+from ._timing import snapshot as timing_snapshot
 from ._wire import Wire
 
 
@@ -85,7 +86,9 @@ def _state(config: pytest.Config) -> _State:
 # --- collection: validate, select, time-limit ---------------------------------------------
 
 
-def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(
+    session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
+) -> None:
     if STATE not in config.stash:
         return
     st = config.stash[STATE]
@@ -169,10 +172,11 @@ def evidence(request: pytest.FixtureRequest) -> EvidenceRecorder:
 # --- outcomes -------------------------------------------------------------------------------
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
-    outcome = yield
-    report: pytest.TestReport = outcome.get_result()
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
     phases = item.stash.setdefault(PHASES, {})
     if call.excinfo is not None:
         phases[call.when] = ("raised", call.excinfo)
@@ -180,6 +184,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         phases[call.when] = (report.outcome, None)
     phases.setdefault("_duration", ("", 0.0))
     phases["_duration"] = ("", phases["_duration"][1] + report.duration)
+    return report
 
 
 def classify(phases: dict[str, tuple[str, Any]]) -> tuple[Outcome, str, str, str, str]:
@@ -194,20 +199,40 @@ def classify(phases: dict[str, tuple[str, Any]]) -> tuple[Outcome, str, str, str
         if when == "call" and isinstance(exc, CheckFailed):
             return Outcome.FAILED, exc.seen, exc.expected, exc.hint, ""
         if when == "call" and isinstance(exc, pytest.fail.Exception) and "Timeout" in str(exc):
-            return (Outcome.TIMEOUT, "The check did not finish within its time limit; your "
-                    "program may be waiting for something that never comes.", "", "", str(exc))
+            return (
+                Outcome.TIMEOUT,
+                "The check did not finish within its time limit; your "
+                "program may be waiting for something that never comes.",
+                "",
+                "",
+                str(exc),
+            )
         if when == "call" and type(exc) is AssertionError:
             return Outcome.FAILED, str(exc).split("\nassert ")[0], "", "", ""
         tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
         what = str(exc) if isinstance(exc, HarnessError) else f"{type(exc).__name__}: {exc}"
-        return (Outcome.ERROR, f"The grader could not run this check ({when}): {what}. "
-                "This is not your fault and costs you nothing until it is re-run.", "", "", tb)
+        return (
+            Outcome.ERROR,
+            f"The grader could not run this check ({when}): {what}. "
+            "This is not your fault and costs you nothing until it is re-run.",
+            "",
+            "",
+            tb,
+        )
     return Outcome.PASSED, "", "", "", ""
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
-    yield
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(
+    item: pytest.Item, nextitem: pytest.Item | None
+) -> Generator[None, object, object]:
+    """After all three phases of a check: turn them into one CheckResult."""
+    ran = yield
+    _record(item)
+    return ran
+
+
+def _record(item: pytest.Item) -> None:
     st = item.config.stash.get(STATE, None)
     spec: CheckSpec | None = spec_of(item)
     if st is None or spec is None:
@@ -239,8 +264,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     harness_error = ""
     if st.collect_errors:
         harness_error = "the grader could not be loaded: " + "\n".join(st.collect_errors)
-    elif exitstatus in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR,
-                        pytest.ExitCode.USAGE_ERROR):
+    elif exitstatus in (
+        pytest.ExitCode.INTERRUPTED,
+        pytest.ExitCode.INTERNAL_ERROR,
+        pytest.ExitCode.USAGE_ERROR,
+    ):
         harness_error = f"the grading session ended abnormally (pytest exit {int(exitstatus)})"
     env = Environment()
     if st.ctx is not None:
@@ -267,5 +295,6 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         visibility=st.visibility,
         harness_error=harness_error,
         duration=round(time.monotonic() - st.started, 3),
+        timings=timing_snapshot(),
     )
     result.save(st.out / "session.json")

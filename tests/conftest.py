@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
+import sysconfig
 from pathlib import Path
 
 import pytest
@@ -43,3 +45,21 @@ def tls_server_submissions(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for s in all_samples("tls-server"):
         materialize(s, folder / s.name)
     return folder
+
+
+def interpreter_for_nobody() -> tuple[str | None, str]:
+    """A Python of this version that another user can run (a pyenv under /root is not)."""
+    if os.geteuid() != 0:
+        return None, "needs root to switch to another user"
+    if shutil.which("setpriv") is None:
+        return None, "setpriv is not installed"
+    want = f"python{sys.version_info[0]}.{sys.version_info[1]}"
+    candidates = [Path(sys.executable).resolve(), Path("/usr/bin") / want, Path("/usr/local/bin") / want]
+    site = Path(sysconfig.get_paths()["purelib"])
+    for exe in candidates:
+        paths = [exe, ROOT, site]
+        if exe.exists() and all(
+            not p.exists() or os.stat(p).st_mode & 0o001 for q in paths for p in [q, *q.parents]
+        ):
+            return str(exe), ""
+    return None, f"no {want} reachable by other users, or {ROOT} / {site} is not reachable"

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from harness.cli import ExitCode, main
-from tests.conftest import ROOT, needs_tshark
+from tests.conftest import ROOT, interpreter_for_nobody, needs_tshark
 
 
 def test_list(capsys: pytest.CaptureFixture[str]) -> None:
@@ -33,8 +33,14 @@ def test_usage_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str])
 
 
 def test_python_dash_m() -> None:
-    run = subprocess.run([sys.executable, "-m", "harness", "list"], capture_output=True, text=True,
-                         cwd=ROOT, timeout=60, check=False)
+    run = subprocess.run(
+        [sys.executable, "-m", "harness", "list"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+        check=False,
+    )
     assert run.returncode == 0 and "tls-server" in run.stdout
 
 
@@ -81,7 +87,8 @@ def test_grade_a_folder_with_a_hostile_zip(tls_server_submissions: Path, tmp_pat
     out = tmp_path / "out"
     assert main(["grade", "tls-server", str(subs), "--out", str(out), "--jobs", "2"]) == ExitCode.OK
     assert not (tmp_path / "evil.py").exists()
-    rows = {r["student"]: r for r in csv.DictReader(open(out / "gradebook.csv"))}
+    with open(out / "gradebook.csv") as f:
+        rows = {r["student"]: r for r in csv.DictReader(f)}
     assert rows["alice"]["score"] == "25" and rows["alice"]["status"] == "graded"
     assert rows["bob"]["score"] == "18"
     assert rows["mallory"]["status"] == "submission refused"
@@ -90,29 +97,12 @@ def test_grade_a_folder_with_a_hostile_zip(tls_server_submissions: Path, tmp_pat
     assert "Ends the session with close_notify" in index and "alice/report.html" in index
 
 
-def _interpreter_for_nobody() -> tuple[str | None, str]:
-    """A Python of this version that another user can run (a pyenv under /root is not)."""
-    if os.geteuid() != 0:
-        return None, "needs root to switch to another user"
-    if shutil.which("setpriv") is None:
-        return None, "setpriv is not installed"
-    want = f"python{sys.version_info[0]}.{sys.version_info[1]}"
-    candidates = [Path(sys.executable).resolve(), Path("/usr/bin") / want, Path("/usr/local/bin") / want]
-    site = Path(sysconfig.get_paths()["purelib"])
-    for exe in candidates:
-        paths = [exe, ROOT, site]
-        if exe.exists() and all(
-            not p.exists() or os.stat(p).st_mode & 0o001 for q in paths for p in [q, *q.parents]
-        ):
-            return str(exe), ""
-    return None, f"no {want} reachable by other users, or {ROOT} / {site} is not reachable"
-
-
 @needs_tshark
 @pytest.mark.slow
-def test_a_student_without_root_gets_a_result(tls_server_submissions: Path,
-                                              request: pytest.FixtureRequest) -> None:
-    exe, why = _interpreter_for_nobody()
+def test_a_student_without_root_gets_a_result(
+    tls_server_submissions: Path, request: pytest.FixtureRequest
+) -> None:
+    exe, why = interpreter_for_nobody()
     if exe is None:
         pytest.skip(why)
     nobody = pwd.getpwnam("nobody")
@@ -124,9 +114,23 @@ def test_a_student_without_root_gets_a_result(tls_server_submissions: Path,
         os.chown(p, nobody.pw_uid, nobody.pw_gid)
     site = sysconfig.get_paths()["purelib"]
     run = subprocess.run(
-        ["setpriv", f"--reuid={nobody.pw_uid}", f"--regid={nobody.pw_gid}", "--clear-groups",
-         exe, "-m", "harness", "check", "tls-server", str(work)],
-        capture_output=True, text=True, timeout=120, cwd=ROOT, check=False,
+        [
+            "setpriv",
+            f"--reuid={nobody.pw_uid}",
+            f"--regid={nobody.pw_gid}",
+            "--clear-groups",
+            exe,
+            "-m",
+            "harness",
+            "check",
+            "tls-server",
+            str(work),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        check=False,
         env={"PATH": os.environ["PATH"], "HOME": str(home), "PYTHONPATH": f"{ROOT}:{site}"},
     )
     assert run.returncode == ExitCode.CHECKS_FAILED, run.stdout + run.stderr

@@ -18,7 +18,7 @@ from harness._outputs import gradescope, junit, render_report, write_outputs
 from harness._runner import run_session
 from tests.conftest import ROOT
 
-GRADER = '''
+GRADER = """
 import time
 import pytest
 import harness
@@ -60,17 +60,19 @@ def test_setup_fails(broken_fixture):
 def test_hidden(evidence):
     evidence.text("what it saw", "SECRET-EVIDENCE")
     raise fail("SECRET-DETAIL", expected="SECRET-EXPECTED")
-'''
+"""
 
 
 def make_project(root: Path, grader: str, total: int = 10) -> None:
     (root / "assignments/boom").mkdir(parents=True)
-    (root / "assignments/boom/assignment.toml").write_text(textwrap.dedent(f"""
+    (root / "assignments/boom/assignment.toml").write_text(
+        textwrap.dedent(f"""
         title = "A grader that goes wrong in every way"
         [grading]
         total_points = {total}
         check_seconds = 10
-    """))
+    """)
+    )
     (root / "graders/boom").mkdir(parents=True)
     (root / "graders/boom/pytest.ini").write_text("[pytest]\npython_files = check_*.py\n")
     (root / "graders/boom/check_boom.py").write_text(grader)
@@ -147,7 +149,9 @@ def test_a_wrong_points_total_is_a_harness_error(tmp_path: Path, monkeypatch: py
     assert r.status == "harness error"
 
 
-def test_a_grader_that_does_not_import_is_a_harness_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_grader_that_does_not_import_is_a_harness_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     root = tmp_path / "p"
     make_project(root, "import no_such_module\n")
     monkeypatch.setenv("WIREGRADE_HOME", str(root))

@@ -19,9 +19,14 @@ SECRET = "attack at dawn: the password is hunter2"
 
 def probe(backend: str, tmp_path: Path) -> dict:  # type: ignore[type-arg]
     tmp_path.mkdir(parents=True, exist_ok=True)
-    run = subprocess.run([sys.executable, str(ROOT / "tests/helpers/wire_probe.py"), backend, str(tmp_path)],
-                         capture_output=True, text=True, timeout=60, cwd=ROOT,
-                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "tests/helpers/wire_probe.py"), backend, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert run.returncode == 0, run.stderr
     return json.loads(run.stdout)
 
@@ -70,12 +75,17 @@ def test_tshark_reads_relay_made_frames(tmp_path: Path) -> None:
     from harness._dissect import dissect
 
     c, s = ("127.0.0.1", 40000), ("127.0.0.1", 12345)
-    conn = Connection(c, s, (
-        make_frame(1.0, c, s, 1, 0, SYN),
-        make_frame(1.0, s, c, 9, 2, SYN | ACK),
-        make_frame(1.1, c, s, 2, 10, PSH | ACK, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"),
-        make_frame(1.2, c, s, 29, 10, FIN | ACK),
-    ), "test")
+    conn = Connection(
+        c,
+        s,
+        (
+            make_frame(1.0, c, s, 1, 0, SYN),
+            make_frame(1.0, s, c, 9, 2, SYN | ACK),
+            make_frame(1.1, c, s, 2, 10, PSH | ACK, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"),
+            make_frame(1.2, c, s, 29, 10, FIN | ACK),
+        ),
+        "test",
+    )
     t = dissect(conn)
     assert [f.protocol for f in t.frames] == ["TCP", "TCP", "HTTP", "TCP"]
     assert t.frames[2].from_client and not t.frames[1].from_client

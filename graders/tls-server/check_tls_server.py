@@ -221,7 +221,9 @@ def test_message(first: Shared[Contact], grading: GradingContext, evidence: harn
     points=4,
     expected="An eavesdropper capturing the traffic sees only TLS records, never the message.",
 )
-def test_no_plaintext(first: Shared[Contact], grading: GradingContext, evidence: harness.EvidenceRecorder) -> None:
+def test_no_plaintext(
+    first: Shared[Contact], grading: GradingContext, evidence: harness.EvidenceRecorder
+) -> None:
     c = first.get()
     assert c.connection is not None and c.transcript is not None
     secret = c.session.data.strip() or message(grading)
@@ -248,7 +250,9 @@ def test_no_plaintext(first: Shared[Contact], grading: GradingContext, evidence:
     points=2,
     expected="The ServerHello on the wire selects TLS 1.2 or TLS 1.3.",
 )
-def test_tls_version(first: Shared[Contact], grading: GradingContext, evidence: harness.EvidenceRecorder) -> None:
+def test_tls_version(
+    first: Shared[Contact], grading: GradingContext, evidence: harness.EvidenceRecorder
+) -> None:
     c = first.get()
     require_tls(c, grading)
     assert c.transcript is not None
@@ -259,11 +263,16 @@ def test_tls_version(first: Shared[Contact], grading: GradingContext, evidence: 
     if VERSIONS.get(v) != client_view:
         raise HarnessError(f"the wire says {VERSIONS.get(v)} but the grader's client says {client_view}")
     sh = c.transcript.server_hello
-    evidence.text("ServerHello", f"frame {sh.number if sh else '?'}: {c.transcript.version_name}, "
-                  f"cipher suite {c.session.cipher}")
+    evidence.text(
+        "ServerHello",
+        f"frame {sh.number if sh else '?'}: {c.transcript.version_name}, cipher suite {c.session.cipher}",
+    )
     if v < TLS12:
-        raise fail(f"Your server chose {VERSIONS.get(v)}.", expected="TLS 1.2 or 1.3",
-                   hint="Set context.minimum_version = ssl.TLSVersion.TLSv1_2.")
+        raise fail(
+            f"Your server chose {VERSIONS.get(v)}.",
+            expected="TLS 1.2 or 1.3",
+            hint="Set context.minimum_version = ssl.TLSVersion.TLSv1_2.",
+        )
 
 
 @check(
@@ -273,14 +282,19 @@ def test_tls_version(first: Shared[Contact], grading: GradingContext, evidence: 
     hint="Make the certificate's commonName (better: a subjectAltName DNS entry) the handout's "
     "host name, and check it with `openssl x509 -text -in server.crt -noout`.",
 )
-def test_hostname(first: Shared[Contact], grading: GradingContext, student: harness.Launcher,
-                  evidence: harness.EvidenceRecorder) -> None:
+def test_hostname(
+    first: Shared[Contact],
+    grading: GradingContext,
+    student: harness.Launcher,
+    evidence: harness.EvidenceRecorder,
+) -> None:
     c = first.get()
     require_tls(c, grading)
     der = wire_cert(c)
     host = grading.assignment.host
-    ctx = harness.client_context(trust_pem=harness.der_to_pem(der), hostname_check=True,
-                                 keylog=grading.keylog)
+    ctx = harness.client_context(
+        trust_pem=harness.der_to_pem(der), hostname_check=True, keylog=grading.keylog
+    )
     server = student.server(settings(grading)["server"], str(grading.port))
     s = harness.tls_session(grading.wire.address_for(grading.port), ctx, server_hostname=host)
     evidence.text("The certificate your server sent", cert_summary(der))
@@ -298,8 +312,9 @@ def test_hostname(first: Shared[Contact], grading: GradingContext, student: harn
     expected="The certificate on the wire is the one in your server.crt.",
     hint="Load the key and certificate you made (server.pem = server.crt + server.key).",
 )
-def test_own_certificate(first: Shared[Contact], grading: GradingContext,
-                         evidence: harness.EvidenceRecorder) -> None:
+def test_own_certificate(
+    first: Shared[Contact], grading: GradingContext, evidence: harness.EvidenceRecorder
+) -> None:
     c = first.get()
     require_tls(c, grading)
     der = wire_cert(c)
@@ -326,8 +341,9 @@ def test_own_certificate(first: Shared[Contact], grading: GradingContext,
     expected="Before closing TCP, the server sends a TLS close_notify alert.",
     hint="Call ssl_sock.unwrap() (it sends close_notify) before ssl_sock.close().",
 )
-def test_close_notify(first: Shared[Contact], grading: GradingContext,
-                      evidence: harness.EvidenceRecorder) -> None:
+def test_close_notify(
+    first: Shared[Contact], grading: GradingContext, evidence: harness.EvidenceRecorder
+) -> None:
     c = first.get()
     require_message(c, grading)
     t = c.transcript
@@ -340,8 +356,11 @@ def test_close_notify(first: Shared[Contact], grading: GradingContext,
     if notify and (close is None or notify[0].number <= close.number):
         if c.session.ending != "close_notify":
             raise HarnessError("the wire shows close_notify but the grader's client did not get it")
-        evidence.text("On the wire", f"close_notify in frame {notify[0].number}"
-                      + (f", then TCP {'FIN' if close.fin else 'RST'} in frame {close.number}" if close else ""))
+        evidence.text(
+            "On the wire",
+            f"close_notify in frame {notify[0].number}"
+            + (f", then TCP {'FIN' if close.fin else 'RST'} in frame {close.number}" if close else ""),
+        )
         return
     why = (
         "close_notify is how TLS says 'that was all of my data'. Without it, the client cannot "
@@ -377,10 +396,13 @@ def test_second_client(first: Shared[Contact], grading: GradingContext, student:
     if two.data:
         return
     if server.wait(1.0) is not None:  # returns as soon as it exits
-        raise fail(f"After the first client your server stopped: {server.describe_exit()}.\n"
-                   f"{server.output_tail()}")
-    raise fail(f"Your server is running but the second client got nothing: "
-               f"{two.connect_error or two.handshake_error or two.ending_detail or 'no data'}.")
+        raise fail(
+            f"After the first client your server stopped: {server.describe_exit()}.\n{server.output_tail()}"
+        )
+    raise fail(
+        f"Your server is running but the second client got nothing: "
+        f"{two.connect_error or two.handshake_error or two.ending_detail or 'no data'}."
+    )
 
 
 # --- hidden checks ------------------------------------------------------------------------
@@ -393,8 +415,12 @@ def test_second_client(first: Shared[Contact], grading: GradingContext, student:
     expected="A client offering only TLS 1.0/1.1 fails the handshake.",
     hint="Keep the default minimum (TLS 1.2) or set context.minimum_version = TLSVersion.TLSv1_2.",
 )
-def test_refuses_old_tls(first: Shared[Contact], grading: GradingContext, student: harness.Launcher,
-                         evidence: harness.EvidenceRecorder) -> None:
+def test_refuses_old_tls(
+    first: Shared[Contact],
+    grading: GradingContext,
+    student: harness.Launcher,
+    evidence: harness.EvidenceRecorder,
+) -> None:
     c = first.get()
     require_message(c, grading)  # no vacuous pass: it must really speak modern TLS
     assert c.transcript is not None
@@ -407,8 +433,10 @@ def test_refuses_old_tls(first: Shared[Contact], grading: GradingContext, studen
         server_hostname=grading.assignment.host,
     )
     if old.handshake_ok:
-        raise fail(f"Your server accepted a {old.version} handshake.",
-                   expected="the handshake refused (TLS 1.0 and 1.1 are broken)")
+        raise fail(
+            f"Your server accepted a {old.version} handshake.",
+            expected="the handshake refused (TLS 1.0 and 1.1 are broken)",
+        )
     # A refusal counts only if the grader's client really can speak TLS 1.0/1.1 here.
     if (why := harness.legacy_tls_unavailable()) is not None:
         raise HarnessError(f"the grader cannot offer TLS 1.0/1.1 on this machine: {why}")
@@ -429,14 +457,18 @@ def survives(grading: GradingContext, student: harness.Launcher, attack: str) ->
     if after.data:
         return
     if server.wait(1.0) is None:  # returns as soon as it exits
-        raise fail(f"After that client your server is still running but did not serve the next "
-                   f"client: {after.handshake_error or after.ending_detail or 'no data'}.")
+        raise fail(
+            f"After that client your server is still running but did not serve the next "
+            f"client: {after.handshake_error or after.ending_detail or 'no data'}."
+        )
     code = server.poll()
     stderr = server.stderr.text()
     if code != 0 or "Traceback" in stderr:
-        raise fail(f"Your server crashed: {server.describe_exit()}.\n{server.output_tail()}",
-                   hint="Catch ssl.SSLError and OSError around wrap_socket() and the send, log "
-                   "the error, and go back to accept().")
+        raise fail(
+            f"Your server crashed: {server.describe_exit()}.\n{server.output_tail()}",
+            hint="Catch ssl.SSLError and OSError around wrap_socket() and the send, log "
+            "the error, and go back to accept().",
+        )
     # It exited cleanly without crashing: serving more than one client is another check's
     # business. Credit only a server that does serve a real client (no vacuous pass).
     server = student.server(settings(grading)["server"], str(grading.port))
@@ -461,8 +493,8 @@ def test_survives_junk(first: Shared[Contact], grading: GradingContext, student:
     visibility="hidden",
     expected="A client that sends half a ClientHello and leaves does not bring the server down.",
 )
-def test_survives_dropped_handshake(first: Shared[Contact], grading: GradingContext,
-                                    student: harness.Launcher) -> None:
+def test_survives_dropped_handshake(
+    first: Shared[Contact], grading: GradingContext, student: harness.Launcher
+) -> None:
     require_message(first.get(), grading)
     survives(grading, student, "drop")
-

@@ -44,13 +44,17 @@ with socket.create_connection(wire.address_for(port)) as c:
         reply += c.recv(65536)
 conn = wire.connection(client_port, port)
 wire.close()
-print(json.dumps({
-    "isolation": iso.kind,
-    "backend": conn.backend,
-    "client_stream": conn.client_stream.decode(),
-    "server_stream_len": len(conn.server_stream),
-    "server_stream_ok": conn.server_stream == SECRET.upper() * 200,
-    "closed_by": conn.closed_by(),
-    "frames": len(conn.frames),
-    "pcap_bytes": (workdir / "c.pcap").stat().st_size,
-}))
+print(
+    json.dumps(
+        {
+            "isolation": iso.kind,
+            "backend": conn.backend,
+            "client_stream": conn.client_stream.decode(),
+            "server_stream_len": len(conn.server_stream),
+            "server_stream_ok": conn.server_stream == SECRET.upper() * 200,
+            "closed_by": conn.closed_by(),
+            "frames": len(conn.frames),
+            "pcap_bytes": (workdir / "c.pcap").stat().st_size,
+        }
+    )
+)
