@@ -89,7 +89,6 @@ def load_assignment(assignment_id: str, root: Path | None = None) -> Assignment:
             ready_seconds=float(grading.get("ready_seconds", 5)),
             session_seconds=float(grading.get("session_seconds", 300)),
             limits=Limits(
-                wall_seconds=float(limits.get("wall_seconds", 20)),
                 cpu_seconds=int(limits.get("cpu_seconds", 20)),
                 memory_bytes=int(limits.get("memory_mb", 1024)) << 20,
                 file_bytes=int(limits.get("file_mb", 16)) << 20,

@@ -60,7 +60,6 @@ def become_subreaper() -> bool:
 class Limits:
     """Resource limits for one student process (and, for NPROC, its user)."""
 
-    wall_seconds: float = 20.0
     cpu_seconds: int = 20
     memory_bytes: int = 1 << 30
     file_bytes: int = 16 << 20

@@ -116,6 +116,7 @@ def require_tls(c: Contact, ctx: GradingContext, *, main: bool = False) -> None:
         raise fail(
             "This check needs a TLS session with your server, and the handshake failed "
             "(see 'Completes a TLS handshake').",
+            hint="Fix the handshake first; this check runs again on your next submission.",
         )
     if not c.session.handshake_ok:
         raise fail(
