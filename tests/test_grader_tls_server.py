@@ -160,3 +160,19 @@ def test_without_a_namespace_a_busy_port_is_replaced_and_reported(
     assert r.environment.wire == "relay"
     assert r.score == r.max_score, [(c.id, c.seen) for c in r.checks if c.score < c.points]
     assert session_processes() == []
+
+
+def test_missing_tshark_is_a_grader_error_never_a_verdict(
+    tls_server_submissions: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))  # no tshark, no dumpcap
+    r = run_session(
+        load_assignment("tls-server"), tls_server_submissions / "lecture", tmp_path / "out", "lecture"
+    )
+    assert r.environment.wire == "relay" and "dumpcap is not installed" in r.environment.wire_detail
+    assert {c.outcome for c in r.checks} == {Outcome.ERROR}
+    assert "tshark is not installed" in r.checks[0].seen
+    assert r.score == 0 and r.status == "harness error"
+    assert session_processes() == []
