@@ -9,7 +9,7 @@ import socket
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
@@ -124,7 +124,13 @@ class Launcher:
         self.ctx = ctx
         self.processes: list[StudentProcess] = []
 
-    def start(self, program: str, *args: str, limits: Limits | None = None) -> StudentProcess:
+    def start(
+        self, program: str, *args: str, limits: Limits | None = None, stdin: bytes | None = None
+    ) -> StudentProcess:
+        """Start ``program`` from the submission (``.py`` with this Python, ``.sh`` with bash).
+
+        ``stdin`` is given as a file, never a pipe: the program cannot block us by not reading.
+        """
         path = self.ctx.submission / program
         if not path.is_file():
             found = ", ".join(sorted(p.name for p in self.ctx.submission.iterdir())) or "nothing"
@@ -133,13 +139,19 @@ class Launcher:
                 expected=f"a file named {program} at the top of the submission",
                 hint="Check the file name and that it is not inside a sub-folder.",
             )
-        argv: Sequence[str] = [sys.executable, program, *args]
+        interpreter = ["bash"] if program.endswith(".sh") else [sys.executable]
+        argv: Sequence[str] = [*interpreter, program, *args]
+        stdin_file = None
+        if stdin is not None:
+            stdin_file = self.ctx.workdir / f"stdin-{len(self.processes)}-{id(self)}"
+            stdin_file.write_bytes(stdin)
         proc = StudentProcess(
             argv,
             cwd=self.ctx.submission,
             env=clean_environment(self.ctx.submission),
             limits=limits or self.ctx.assignment.limits,
-            label=program,
+            label=f"{program} {' '.join(args)}".strip(),
+            stdin=stdin_file,
         )
         self.processes.append(proc)
         return proc.start()
@@ -149,6 +161,22 @@ class Launcher:
         port = port or self.ctx.port
         proc = self.start(program, *args)
         proc.wait_listening(port, self.ctx.assignment.ready_seconds)
+        return proc
+
+    def run(
+        self,
+        program: str,
+        *args: str,
+        stdin: bytes | None = None,
+        timeout: float | None = None,
+        output_bytes: int | None = None,
+    ) -> StudentProcess:
+        """Run a program to completion (bounded by ``timeout``) and return it, exited."""
+        limits = self.ctx.assignment.limits
+        if output_bytes is not None:
+            limits = replace(limits, output_bytes=output_bytes)
+        proc = self.start(program, *args, limits=limits, stdin=stdin)
+        proc.wait_exit(timeout or self.ctx.assignment.ready_seconds * 2)
         return proc
 
     def close(self) -> None:

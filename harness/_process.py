@@ -78,6 +78,7 @@ class Limits:
         cpu, mem, fsize = self.cpu_seconds, self.memory_bytes, self.file_bytes
 
         def apply() -> None:
+            os.umask(0o022)  # files the program makes get the same mode on every grader
             resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
             resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
             resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
@@ -134,6 +135,11 @@ class CappedOutput:
     @property
     def truncated(self) -> bool:
         return self.total > len(self._head)
+
+    def data(self) -> bytes:
+        """The bytes kept (the first ``cap``)."""
+        with self._cond:
+            return bytes(self._head)
 
     def text(self) -> str:
         with self._cond:
@@ -306,6 +312,7 @@ class StudentProcess:
     stderr: CappedOutput = field(init=False)
     started_at: float = 0.0
     killed_by_grader: bool = False
+    stdin: Path | None = None  # a file to read as standard input (else stdin is closed)
 
     def __post_init__(self) -> None:
         self.stdout = CappedOutput(self.limits.output_bytes)
@@ -318,12 +325,13 @@ class StudentProcess:
             return self._start()
 
     def _start(self) -> StudentProcess:
+        stdin_file = open(self.stdin, "rb") if self.stdin else None  # noqa: SIM115
         try:
             self._popen = subprocess.Popen(
                 list(self.argv),
                 cwd=self.cwd,
                 env=self.env,
-                stdin=subprocess.DEVNULL,
+                stdin=stdin_file or subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 start_new_session=True,
@@ -332,6 +340,9 @@ class StudentProcess:
             )
         except (OSError, subprocess.SubprocessError) as exc:
             raise HarnessError(f"could not start {self.label}: {exc}") from exc
+        finally:
+            if stdin_file:
+                stdin_file.close()
         self.started_at = time.monotonic()
         _LIVE_STUDENT_PIDS.add(self._popen.pid)
         for stream, sink in ((self._popen.stdout, self.stdout), (self._popen.stderr, self.stderr)):
@@ -437,9 +448,15 @@ class StudentProcess:
         return m
 
     def wait_exit(self, timeout: float) -> int:
+        """Wait for it to exit (bounded) and for its output to be read to the end."""
         code = self.wait(timeout)
         if code is None:
-            raise StudentTimeout(f"{self.label} did not finish within {timeout:g} s.")
+            raise StudentTimeout(
+                f"{self.label} did not finish within {timeout:g} s.\n{self.output_tail()}",
+                hint="Does it wait for input that never comes, or for a connection?",
+            )
+        for t in self._threads:
+            t.join(timeout=5)  # a grandchild holding the pipe open must not hang us
         return code
 
     # --- the end -----------------------------------------------------------------------

@@ -96,6 +96,30 @@ class FrameLog:
                 ended = True
         return frames, ended
 
+    def client_ports(self, server_port: int, since: float) -> list[int]:
+        """Client ports of the connections opened to ``server_port`` at or after time ``since``."""
+        with self._cond:
+            return [
+                seg.sport
+                for frame, seg in self._frames
+                if seg
+                and frame.ts >= since
+                and seg.dport == server_port
+                and seg.flags & SYN
+                and not seg.flags & ACK
+            ]
+
+    def wait_for_syn(self, client_port: int, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                if any(seg and seg.sport == client_port and seg.flags & SYN for _, seg in self._frames):
+                    return True
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(min(left, 0.05))
+
     def connection(
         self, client_port: int, server_port: int, backend: str, timeout: float = 5.0
     ) -> Connection:
@@ -136,6 +160,23 @@ class Wire:
     def connection(self, client_port: int, server_port: int, timeout: float = 5.0) -> Connection:
         with timed(f"waiting for the {self.info.backend} to see a connection end"):
             return self.log.connection(client_port, server_port, self.info.backend, timeout)
+
+    def mark(self) -> float:
+        """Now, as frame timestamps count time; :meth:`connections` looks only after it."""
+        return time.time()
+
+    def sync(self) -> None:
+        """Wait until every frame sent before this call is in the log (backends with a delay)."""
+
+    def connections(self, server_port: int, since: float, timeout: float = 5.0) -> list[Connection]:
+        """Every connection made to ``server_port`` since ``since``, once each has ended.
+
+        For traffic the grader does not own: a student's client talking to a student's
+        server. Call it after the client has exited (its end is closed, so each ends).
+        """
+        self.sync()
+        ports = self.log.client_ports(server_port, since)
+        return [self.connection(p, server_port, timeout) for p in ports]
 
     def close(self) -> None:
         self.log.close()
@@ -195,6 +236,21 @@ class DumpcapWire(Wire):
 
     def address_for(self, port: int) -> tuple[str, int]:
         return (LOOPBACK, port)
+
+    def sync(self) -> None:
+        """A barrier: a refused connection to a closed port, then wait for its SYN to arrive.
+
+        Frames come in order, so once this SYN is in the log every earlier frame is too.
+        """
+        with socket.socket() as probe:
+            probe.bind((LOOPBACK, 0))
+            port = probe.getsockname()[1]
+            probe.settimeout(1)
+            with contextlib.suppress(OSError):
+                probe.connect((LOOPBACK, 9))  # discard: nothing listens there in our namespace
+        with timed("waiting for dumpcap to catch up"):
+            if not self.log.wait_for_syn(port, 5):
+                raise HarnessError("dumpcap stopped delivering packets (its barrier never arrived)")
 
     def close(self) -> None:
         with timed("dumpcap stop"):
