@@ -16,11 +16,13 @@ from ._packets import Connection
 from ._process import Limits, StudentProcess
 from ._results import CheckResult, Outcome, SubmissionResult, Visibility
 from ._tls import (
+    VERIFY_NO_CHECK_TIME,
     TLSSession,
     client_context,
     der_to_pem,
     drop_mid_handshake,
     legacy_tls_unavailable,
+    memory_handshake,
     plain_exchange,
     tls_session,
 )
@@ -55,7 +57,9 @@ __all__ = [
     "dissect",
     "drop_mid_handshake",
     "fail",
+    "VERIFY_NO_CHECK_TIME",
     "legacy_tls_unavailable",
+    "memory_handshake",
     "load_assignment",
     "plain_exchange",
     "printable",

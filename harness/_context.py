@@ -198,13 +198,16 @@ class Shared(Generic[T]):
     failure raised here is FAILED for every check that relies on it, a harness fault is ERROR.
     """
 
-    def __init__(self, compute: Callable[[], T]) -> None:
+    def __init__(self, compute: Callable[[], T], owner: str = "") -> None:
+        """``owner`` is the title of the check that tells a student failure's whole story;
+        the others say only that they depend on it (one story, told once)."""
         self._compute = compute
+        self._owner = owner
         self._value: T | None = None
         self._exc: BaseException | None = None
         self._done = False
 
-    def get(self) -> T:
+    def get(self, *, owner: bool = False) -> T:
         if not self._done:
             try:
                 self._value = self._compute()
@@ -212,6 +215,11 @@ class Shared(Generic[T]):
                 self._exc = exc
             self._done = True
         if self._exc is not None:
+            if isinstance(self._exc, CheckFailed) and self._owner and not owner:
+                raise type(self._exc)(
+                    f"This check could not run: it needs what '{self._owner}' checks, and that failed.",
+                    hint=f"See '{self._owner}' first.",
+                ) from None
             raise self._exc
         return self._value  # type: ignore[return-value]
 

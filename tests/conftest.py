@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from harness import SubmissionResult
 from harness._assignment import load_assignment, project_root
 from harness._process import become_subreaper
+from harness._runner import grade_batch
 from harness._samples import Sample, materialize, samples_of
 
 ROOT = project_root()
@@ -37,14 +39,42 @@ def all_samples(assignment_id: str) -> list[Sample]:
     return samples_of(a, TEST_SUBMISSIONS / assignment_id)
 
 
+class Exercises:
+    """Every exercise's samples made into submissions, and graded as a batch, once a session."""
+
+    def __init__(self, factory: pytest.TempPathFactory) -> None:
+        self.factory = factory
+        self._folders: dict[str, Path] = {}
+        self._graded: dict[str, dict[str, SubmissionResult]] = {}
+
+    def submissions(self, assignment_id: str) -> Path:
+        if assignment_id not in self._folders:
+            folder = self.factory.mktemp(f"{assignment_id}-submissions")
+            os.chmod(folder, 0o755)
+            for s in all_samples(assignment_id):
+                materialize(s, folder / s.name)
+            self._folders[assignment_id] = folder
+        return self._folders[assignment_id]
+
+    def graded(self, assignment_id: str) -> dict[str, SubmissionResult]:
+        if assignment_id not in self._graded:
+            out = self.factory.mktemp(f"{assignment_id}-graded")
+            results = grade_batch(
+                load_assignment(assignment_id), self.submissions(assignment_id), out, jobs=2
+            )
+            self._graded[assignment_id] = {r.student: r for r in results}
+        return self._graded[assignment_id]
+
+
 @pytest.fixture(scope="session")
-def tls_server_submissions(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def exercises(tmp_path_factory: pytest.TempPathFactory) -> Exercises:
+    return Exercises(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def tls_server_submissions(exercises: Exercises) -> Path:
     """Every tls-server sample (reference, bundled, broken) made into a real submission."""
-    folder = tmp_path_factory.mktemp("tls-server-submissions")
-    os.chmod(folder, 0o755)
-    for s in all_samples("tls-server"):
-        materialize(s, folder / s.name)
-    return folder
+    return exercises.submissions("tls-server")
 
 
 def interpreter_for_nobody() -> tuple[str | None, str]:

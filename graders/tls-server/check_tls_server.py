@@ -95,7 +95,7 @@ def first(grading: GradingContext) -> Shared[Contact]:
         with grading.launcher() as launcher:
             return contact(grading, launcher)
 
-    return Shared(run)
+    return Shared(run, owner="Completes a TLS handshake")
 
 
 def describe_handshake_failure(c: Contact, ctx: GradingContext) -> str:
@@ -200,7 +200,7 @@ def eavesdropper_view(c: Contact, secret: bytes) -> list[dict[str, object]]:
     hint="Run the lecture's client against your server and read the error it prints.",
 )
 def test_tls_handshake(first: Shared[Contact], grading: GradingContext) -> None:
-    require_tls(first.get(), grading, main=True)
+    require_tls(first.get(owner=True), grading, main=True)
 
 
 @check(
