@@ -150,23 +150,33 @@ def cmd_samples(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    a = load_assignment(args.id)
-    out = Path(args.out)
-    subs = out / "submissions"
-    subs.mkdir(parents=True, exist_ok=True)
-    for s in samples_of(a):
-        materialize(s, subs / s.name)
-    results = _grade(a, subs, out / "reports", args)
-    expected = {s.name: s.expect_failed for s in samples_of(a)}
-    bad = []
-    for r in results:
-        failed = {c.id for c in r.checks if c.outcome is not Outcome.PASSED}
-        if failed != expected.get(r.student, failed):
-            bad.append(f"{r.student}: failed {sorted(failed)}, expected {sorted(expected[r.student])}")
-    for line in bad:
-        print(f"UNEXPECTED {line}", file=sys.stderr)
-    print(f"Open {out / 'reports' / 'index.html'} for the class page.")
-    return ExitCode.HARNESS_ERROR if bad or any(r.harness_error or r.errors for r in results) else ExitCode.OK
+    """Make each exercise's reference and samples, grade them, and compare with sample.toml."""
+    ids = args.ids or assignment_ids()
+    code = ExitCode.OK
+    for aid in ids:
+        a = load_assignment(aid)
+        out = Path(args.out) / aid
+        subs = out / "submissions"
+        subs.mkdir(parents=True, exist_ok=True)
+        samples = samples_of(a)
+        for s in samples:
+            materialize(s, subs / s.name)
+        print(f"== {aid}: {len(samples)} submissions", file=sys.stderr)
+        results = _grade(a, subs, out / "reports", args)
+        expected = {s.name: s.expect_failed for s in samples}
+        for r in results:
+            failed = {c.id for c in r.checks if c.outcome is not Outcome.PASSED}
+            if failed != expected.get(r.student, failed):
+                print(
+                    f"UNEXPECTED {aid}/{r.student}: failed {sorted(failed)}, expected "
+                    f"{sorted(expected[r.student])}",
+                    file=sys.stderr,
+                )
+                code = ExitCode.HARNESS_ERROR
+            if r.harness_error or r.errors:
+                code = ExitCode.HARNESS_ERROR
+        print(f"Class page: {out / 'reports' / 'index.html'}")
+    return code
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -210,7 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_samples)
 
     d = sub.add_parser("demo", help="make the samples and grade them (what the README's first command runs)")
-    d.add_argument("id", nargs="?", default="tls-server")
+    d.add_argument("ids", nargs="*", metavar="ID", help="exercises (default: all)")
     d.add_argument("--out", default=str(Path(tempfile.gettempdir()) / "wiregrade-demo"))
     d.add_argument("--jobs", type=int, default=2)
     session_flags(d)

@@ -1,0 +1,501 @@
+"""Checks for `fernet`: a Fernet command-line tool and an echo service that sends only tokens.
+
+Every check runs the student's programs with a key the grader made (not the student's
+genkey), so a broken genkey costs the genkey check only. Checks that credit a refusal
+(tampered, wrong key, expired) first make sure the tool accepts a good token: refusing
+everything is not checking.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import pytest
+from cryptography.fernet import Fernet, InvalidToken
+
+import harness
+from harness import GradingContext, Launcher, StudentProcess, check, fail
+
+TRACEBACK = "Traceback (most recent call last)"
+SMALL = [b"Hello World", b"caf\xc3\xa9 \xf0\x9f\x94\x92 with spaces", b"last one"]
+LONG = b"0123456789abcdef" * 12500  # 200 kB: a token of ~270 kB, far more than one recv()
+
+
+@dataclass
+class Keys:
+    path: str  # file name in the submission folder
+    fernet: Fernet
+    wrong_path: str
+    wrong: Fernet
+
+
+@pytest.fixture(scope="module")
+def keys(grading: GradingContext) -> Keys:
+    """The grader's key (and a wrong one), written into the submission copy, mode 600."""
+    made = []
+    for name in ("grader.key", "wrong.key"):
+        key = Fernet.generate_key()
+        path = grading.submission / name
+        path.write_bytes(key + b"\n")
+        path.chmod(0o600)
+        made.append((name, Fernet(key)))
+    return Keys(made[0][0], made[0][1], made[1][0], made[1][1])
+
+
+def program(ctx: GradingContext, name: str) -> str:
+    return ctx.assignment.settings["program"][name]
+
+
+def tool(
+    student: Launcher, ctx: GradingContext, *args: str, stdin: bytes | None = b"", big: bool = False
+) -> StudentProcess:
+    return student.run(
+        program(ctx, "tool"), *args, stdin=stdin, timeout=15, output_bytes=(8 << 20) if big else None
+    )
+
+
+def encrypt(student: Launcher, ctx: GradingContext, keys: Keys, data: bytes) -> bytes:
+    p = tool(student, ctx, "encrypt", keys.path, stdin=data)
+    if p.returncode != 0:
+        raise fail(
+            f"`{p.label}` exited with code {p.returncode}.\n{p.output_tail()}",
+            expected="a token on stdout and exit code 0",
+        )
+    return p.stdout.data()
+
+
+def decrypt(
+    student: Launcher, ctx: GradingContext, key_path: str, token: bytes, *extra: str
+) -> StudentProcess:
+    return tool(student, ctx, "decrypt", key_path, *extra, stdin=token)
+
+
+def iv_of(token: bytes) -> bytes:
+    """Bytes 9..25 of a Fernet token: version (1), timestamp (8), IV (16), ciphertext, HMAC."""
+    raw = base64.urlsafe_b64decode(token.strip())
+    return raw[9:25]
+
+
+def tamper(token: bytes) -> bytes:
+    raw = bytearray(base64.urlsafe_b64decode(token.strip()))
+    raw[-40] ^= 0x01  # one bit of the ciphertext: the HMAC must catch it
+    return base64.urlsafe_b64encode(bytes(raw))
+
+
+def accepts_good_token(student: Launcher, ctx: GradingContext, keys: Keys) -> None:
+    """No vacuous refusals: the tool must first decrypt a good token."""
+    good = keys.fernet.encrypt(b"a good token")
+    p = decrypt(student, ctx, keys.path, good)
+    if p.returncode != 0 or p.stdout.data() != b"a good token":
+        raise fail(
+            "Your decrypt does not accept a good token, so refusing a bad one proves nothing "
+            "(see 'Decrypts tokens made by the grader').",
+            hint="Fix decrypt first; this check runs again then.",
+        )
+
+
+def refused(p: StudentProcess, what: str) -> None:
+    if p.returncode == 0:
+        raise fail(
+            f"Your decrypt accepted {what} (exit code 0) and printed {p.stdout.data()[:80]!r}.",
+            expected="exit code not 0, and nothing on stdout",
+        )
+    if p.stdout.data():
+        raise fail(
+            f"Your decrypt exited with code {p.returncode} but printed {p.stdout.data()[:80]!r} on "
+            "stdout: a program reading your output could take it for plaintext.",
+            expected="nothing on stdout when the token is refused",
+        )
+
+
+# --- the grader's own echo server -------------------------------------------------------
+
+
+@dataclass
+class EchoServer:
+    """The grader's echo server: answers each token with a fresh token of its plaintext.
+
+    A line that is not a token for the key is recorded; with ``answer_anyway`` the server
+    still answers (with a token under the right key), to see what a client with the wrong
+    key does with an answer it cannot read.
+    """
+
+    fernet: Fernet
+    answer_anyway: bool = False
+    received: list[bytes] = field(default_factory=list)
+    bad: list[bytes] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            conn.settimeout(10)
+            with conn, conn.makefile("rb") as lines:
+                try:
+                    for line in lines:
+                        try:
+                            plain = self.fernet.decrypt(line.strip())
+                            self.received.append(plain)
+                        except InvalidToken:
+                            self.bad.append(line[:200])
+                            if not self.answer_anyway:
+                                break
+                            plain = b"an answer you cannot read"
+                        conn.sendall(self.fernet.encrypt(plain) + b"\n")
+                except OSError:
+                    continue
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture
+def echo_server(keys: Keys) -> Iterator[EchoServer]:
+    server = EchoServer(keys.fernet)
+    yield server
+    server.close()
+
+
+def read_lines(sock: socket.socket, n: int, timeout: float) -> list[bytes]:
+    """Up to ``n`` lines, bounded by ``timeout`` in all."""
+    deadline = time.monotonic() + timeout
+    buf = bytearray()
+    lines: list[bytes] = []
+    while len(lines) < n and (left := deadline - time.monotonic()) > 0:
+        sock.settimeout(left)
+        try:
+            chunk = sock.recv(1 << 16)
+        except (TimeoutError, OSError):
+            break
+        if not chunk:
+            break
+        buf += chunk
+        while b"\n" in buf and len(lines) < n:
+            line, _, rest = bytes(buf).partition(b"\n")
+            lines.append(line)
+            buf = bytearray(rest)
+    return lines
+
+
+# --- public checks ------------------------------------------------------------------------
+
+
+@check(
+    title="genkey writes a valid key that only you can read",
+    points=2,
+    expected="`fernet_tool.py genkey KEYFILE` writes a Fernet key; the file has mode 600.",
+    hint="Write Fernet.generate_key() to the file, then os.chmod(path, 0o600) (better: create it "
+    "with os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)).",
+)
+def test_genkey(grading: GradingContext, student: Launcher) -> None:
+    p = student.run(program(grading, "tool"), "genkey", "student.key", timeout=15)
+    path = grading.submission / "student.key"
+    if p.returncode != 0 or not path.is_file():
+        raise fail(f"`{p.label}` exited with code {p.returncode} and made no file.\n{p.output_tail()}")
+    try:
+        Fernet(path.read_bytes().strip())
+    except ValueError as exc:
+        raise fail(f"student.key does not hold a Fernet key ({exc}): {path.read_bytes()[:80]!r}") from None
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077:
+        raise fail(f"The key file has mode {mode:03o}: others on the machine can read your secret key.")
+
+
+@check(
+    title="Encrypt then decrypt gives back the input, byte for byte",
+    points=3,
+    expected="For text, empty input, all 256 byte values, and 3 MB through files (-i/-o).",
+    hint="Read and write bytes (sys.stdin.buffer / sys.stdout.buffer), not text; and do not add "
+    "or strip anything from the plaintext.",
+)
+def test_round_trip(grading: GradingContext, student: Launcher, keys: Keys) -> None:
+    cases = [
+        ("'Hello World'", b"Hello World"),
+        ("empty input", b""),
+        ("all 256 byte values", bytes(range(256)) * 4),
+    ]
+    for name, data in cases:
+        token = encrypt(student, grading, keys, data)
+        back = decrypt(student, grading, keys.path, token)
+        if back.returncode != 0 or back.stdout.data() != data:
+            raise fail(
+                f"For {name}: decrypt gave {back.stdout.data()[:60]!r} (exit {back.returncode}), "
+                f"not {data[:60]!r}.\n{back.output_tail(5)}"
+            )
+    big = os.urandom(3 << 20)
+    (grading.submission / "big.bin").write_bytes(big)
+    steps = [("encrypt", "big.bin", "big.token"), ("decrypt", "big.token", "big.out")]
+    for command, src, dst in steps:
+        p = tool(student, grading, command, keys.path, "-i", src, "-o", dst, stdin=None, big=True)
+        if p.returncode != 0:
+            raise fail(f"With files, `{p.label}` exited with code {p.returncode}.\n{p.output_tail(5)}")
+    out = grading.submission / "big.out"
+    if not out.is_file() or out.read_bytes() != big:
+        size = out.stat().st_size if out.is_file() else 0
+        raise fail(f"3 MB through -i/-o came back as {size:,} bytes that differ from the input.")
+
+
+@check(
+    title="Its tokens decrypt with the grader's Fernet",
+    points=2,
+    expected="A token from your encrypt is a standard Fernet token for the key.",
+    hint="Use cryptography.fernet.Fernet(key).encrypt(data); print the token as it is (it is "
+    "already base64), followed by a newline.",
+)
+def test_interop_ours(grading: GradingContext, student: Launcher, keys: Keys) -> None:
+    token = encrypt(student, grading, keys, b"interop check")
+    try:
+        got = keys.fernet.decrypt(token.strip())
+    except InvalidToken:
+        raise fail(f"The grader's Fernet cannot decrypt your token: {token[:100]!r}") from None
+    if got != b"interop check":
+        raise fail(f"Your token decrypts to {got!r}, not b'interop check'.")
+
+
+@check(
+    title="Decrypts tokens made by the grader",
+    points=2,
+    expected="decrypt prints exactly the plaintext of a standard Fernet token.",
+)
+def test_interop_theirs(grading: GradingContext, student: Launcher, keys: Keys) -> None:
+    data = b"made by the grader \x00\xff"
+    p = decrypt(student, grading, keys.path, keys.fernet.encrypt(data) + b"\n")
+    if p.returncode != 0 or p.stdout.data() != data:
+        raise fail(f"Your decrypt gave {p.stdout.data()[:80]!r} (exit {p.returncode}).\n{p.output_tail(5)}")
+
+
+@check(
+    title="The same plaintext encrypts differently each time",
+    points=2,
+    expected="Two encryptions of one plaintext give two different tokens, with different IVs.",
+    hint="Fernet picks a random IV (and stamps the time) for every token: use Fernet.encrypt, "
+    "never a fixed IV. The slide's claim that 'Yes' always gives the same token is wrong for "
+    "Fernet, and would be a weakness: an eavesdropper could tell repeated messages apart.",
+)
+def test_fresh_iv(
+    grading: GradingContext, student: Launcher, keys: Keys, evidence: harness.EvidenceRecorder
+) -> None:
+    one = encrypt(student, grading, keys, b"Yes").strip()
+    two = encrypt(student, grading, keys, b"Yes").strip()
+    evidence.text("Two encryptions of 'Yes'", f"{one[:120]!r}\n{two[:120]!r}")
+    if one == two:
+        raise fail(
+            "Encrypting 'Yes' twice gave the same output twice: an eavesdropper sees when a message repeats."
+        )
+    try:  # standard tokens: the IVs themselves must differ (a fixed IV with a fresh timestamp would not do)
+        keys.fernet.decrypt(one)
+        keys.fernet.decrypt(two)
+    except InvalidToken:
+        return  # not standard tokens (another check's business); they differ, which is what this one asks
+    if iv_of(one) == iv_of(two):
+        raise fail(f"Both tokens use the IV {iv_of(one).hex()}: a fixed IV leaks which messages are equal.")
+
+
+@check(
+    title="Refuses a tampered token",
+    points=1,
+    expected="A token with one bit changed: exit code not 0, nothing on stdout.",
+    hint="Fernet.decrypt raises InvalidToken when the HMAC does not match: catch it and exit 1.",
+)
+def test_rejects_tampered(grading: GradingContext, student: Launcher, keys: Keys) -> None:
+    accepts_good_token(student, grading, keys)
+    refused(decrypt(student, grading, keys.path, tamper(keys.fernet.encrypt(b"secret"))), "a tampered token")
+
+
+@check(
+    title="Refuses a token made with another key",
+    points=1,
+    expected="exit code not 0, nothing on stdout.",
+)
+def test_rejects_wrong_key(grading: GradingContext, student: Launcher, keys: Keys) -> None:
+    accepts_good_token(student, grading, keys)
+    refused(
+        decrypt(student, grading, keys.path, keys.wrong.encrypt(b"secret")), "a token made with another key"
+    )
+
+
+@check(
+    title="Refuses a token older than --ttl",
+    points=2,
+    expected="decrypt --ttl 60 of a token made an hour ago: exit code not 0, nothing on stdout "
+    "(without --ttl it decrypts).",
+    hint="Pass the --ttl value to Fernet.decrypt(token, ttl=...).",
+)
+def test_rejects_expired(grading: GradingContext, student: Launcher, keys: Keys) -> None:
+    old = keys.fernet.encrypt_at_time(b"old news", int(time.time()) - 3600)
+    p = decrypt(student, grading, keys.path, old)
+    if p.returncode != 0 or p.stdout.data() != b"old news":
+        raise fail(
+            "Without --ttl, your decrypt does not accept a good (hour-old) token, so refusing it "
+            f"with --ttl proves nothing (exit {p.returncode}).\n{p.output_tail(5)}"
+        )
+    refused(decrypt(student, grading, keys.path, old, "--ttl", "60"), "an hour-old token with --ttl 60")
+
+
+@check(
+    title="Errors are one clear line, never a traceback",
+    points=2,
+    expected="When decrypt refuses a token, stderr says why in words, without a Python traceback.",
+    hint="Catch cryptography.fernet.InvalidToken and print e.g. 'invalid token: wrong key, "
+    "tampered with, or expired' to sys.stderr, then exit 1.",
+)
+def test_clean_errors(grading: GradingContext, student: Launcher, keys: Keys) -> None:
+    runs = [
+        ("a tampered token", decrypt(student, grading, keys.path, tamper(keys.fernet.encrypt(b"x")))),
+        ("a token for another key", decrypt(student, grading, keys.path, keys.wrong.encrypt(b"x"))),
+    ]
+    judged = [(what, p) for what, p in runs if p.returncode != 0]
+    if not judged:
+        raise fail(
+            "Your decrypt refused none of the bad tokens, so there is no error message to judge "
+            "(see the 'Refuses ...' checks)."
+        )
+    for what, p in judged:
+        err = p.stderr.text().strip()
+        if TRACEBACK in err:
+            raise fail(f"For {what}, your program crashed with a traceback:\n{p.output_tail(8)}")
+        if not err:
+            raise fail(
+                f"For {what}, your program exited with code {p.returncode} but said nothing on stderr."
+            )
+
+
+def only_tokens(data: bytes, keys: Keys, side: str, messages: list[bytes]) -> None:
+    """Everything one side sent: no message in clear, and every line a token for the key."""
+    for msg in messages:
+        if msg in data:
+            raise fail(f"{side} sent {msg[:60]!r} in clear: anyone on the network can read it.")
+    for line in data.split(b"\n"):
+        if line.strip():
+            try:
+                keys.fernet.decrypt(line.strip())
+            except InvalidToken:
+                raise fail(f"{side} sent a line that is not a token for the key: {line[:80]!r}") from None
+
+
+def eavesdropped(conn: harness.Connection) -> str:
+    return "\n".join(
+        f"{who} sent {len(data):,} bytes: {harness.printable(data[:240])}"
+        for who, data in (("client", conn.client_stream), ("server", conn.server_stream))
+    )
+
+
+@check(
+    title="Echo server answers with fresh tokens only, long messages too",
+    points=3,
+    expected="For each token line, a new token (not the same one) of the same plaintext, and nothing "
+    "else on the wire; a 270 kB token works like a short one.",
+    hint="Read whole lines (sock.makefile('rb')), not one recv(): a long token arrives in many "
+    "pieces. Decrypt, then encrypt the answer yourself.",
+)
+def test_echo_server(
+    grading: GradingContext, student: Launcher, keys: Keys, evidence: harness.EvidenceRecorder
+) -> None:
+    port = grading.port
+    student.server(program(grading, "server"), keys.path, str(port))
+    messages = [*SMALL[:2], LONG, SMALL[2]]
+    with socket.create_connection(grading.wire.address_for(port), timeout=10) as sock:
+        client_port = sock.getsockname()[1]
+        for i, msg in enumerate(messages):
+            token = keys.fernet.encrypt(msg)
+            sock.sendall(token + b"\n")
+            answer = read_lines(sock, 1, 10)
+            what = f"message {i + 1} ({len(msg):,} bytes)"
+            if not answer:
+                raise fail(f"No answer to {what}: the server closed the connection or stayed silent.")
+            if answer[0].strip() == token:
+                raise fail(
+                    f"The answer to {what} is our token sent back unchanged: the server did not decrypt it."
+                )
+            try:
+                back = keys.fernet.decrypt(answer[0].strip())
+            except InvalidToken:
+                raise fail(f"The answer to {what} is not a token for the key: {answer[0][:80]!r}") from None
+            if back != msg:
+                raise fail(
+                    f"The answer to {what} decrypts to {len(back):,} bytes that differ from the message."
+                )
+    conn = grading.wire.connection(client_port, port)
+    evidence.text("What an eavesdropper saw", eavesdropped(conn))
+    only_tokens(conn.server_stream, keys, "Your server", messages)
+
+
+@check(
+    title="Echo client sends only tokens and prints the answers",
+    points=3,
+    expected="Against the grader's echo server, the client sends only tokens and prints each message "
+    "of its stdin, in order, a 200 kB line included.",
+    hint="Send fernet.encrypt(line) + b'\\n' for each line; read each answer as a whole line.",
+)
+def test_echo_client(
+    grading: GradingContext,
+    student: Launcher,
+    keys: Keys,
+    echo_server: EchoServer,
+    evidence: harness.EvidenceRecorder,
+) -> None:
+    messages = [*SMALL[:2], LONG, SMALL[2]]
+    since = grading.wire.mark()
+    host, port = grading.wire.address_for(echo_server.port)
+    p = student.run(
+        program(grading, "client"),
+        keys.path,
+        host,
+        str(port),
+        stdin=b"\n".join(messages) + b"\n",
+        timeout=20,
+        output_bytes=1 << 20,
+    )
+    conns = grading.wire.connections(echo_server.port, since)
+    if conns:
+        evidence.text("What an eavesdropper saw", eavesdropped(conns[0]))
+    for conn in conns:
+        only_tokens(conn.client_stream, keys, "Your client", messages)
+    lines = p.stdout.data().split(b"\n")
+    if p.returncode != 0 or lines[: len(messages)] != messages or not conns:
+        shown = [f"{len(x):,} bytes" if len(x) > 60 else repr(x) for x in lines[: len(messages)]]
+        raise fail(f"The client printed {shown} and exited with code {p.returncode}.\n{p.output_tail(5)}")
+
+
+# --- hidden checks ------------------------------------------------------------------------
+
+
+@check(
+    title="A client with the wrong key reports an error, not garbage",
+    points=2,
+    visibility="hidden",
+    expected="Given the wrong key, the client exits with a non-zero code and prints no 'message'.",
+    hint="Catch InvalidToken when decrypting the answer: say so on stderr and exit 1.",
+)
+def test_client_wrong_key(grading: GradingContext, student: Launcher, keys: Keys) -> None:
+    server = EchoServer(keys.fernet, answer_anyway=True)
+    try:
+        p = student.run(
+            program(grading, "client"),
+            keys.wrong_path,
+            "127.0.0.1",
+            str(server.port),
+            stdin=b"hello\n",
+            timeout=20,
+        )
+    finally:
+        server.close()
+    if p.returncode == 0:
+        raise fail(f"With the wrong key the client exited with code 0 and printed {p.stdout.data()[:80]!r}.")
+    if p.stdout.data().strip():
+        raise fail(
+            f"With the wrong key the client printed {p.stdout.data()[:80]!r} as if it were the answer."
+        )
