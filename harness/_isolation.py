@@ -23,6 +23,10 @@ from ._errors import HarnessError
 
 CLONE_NEWNET = 0x40000000
 CLONE_NEWUSER = 0x10000000
+CLONE_NEWNS = 0x00020000
+_MS_BIND = 4096
+_MS_REC = 16384
+_MS_PRIVATE = 1 << 18
 _SIOCGIFFLAGS = 0x8913
 _SIOCSIFFLAGS = 0x8914
 _IFF_UP = 0x1
@@ -92,3 +96,44 @@ def enter_private_network(mode: str = "auto") -> Isolation:
     if kind == "userns+netns":
         detail += ", in a user namespace (no root needed)"
     return Isolation(kind, detail)
+
+
+def _mount(source: str | None, target: str, flags: int) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    src = source.encode() if source else None
+    if libc.mount(src, target.encode(), None, ctypes.c_ulong(flags), None) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"mount {target}: {os.strerror(err)}")
+
+
+def map_host_names(names: list[str], workdir: str) -> str:
+    """Make ``names`` resolve to 127.0.0.1 for this process and its children.
+
+    The lecture puts ``127.0.0.1 horiem.ca`` in /etc/hosts; students' clients connect to that
+    name. Inside a private mount namespace we bind a hosts file of our own over /etc/hosts,
+    touching nothing outside. Returns how the names resolve now (for the report), or raises
+    OSError if they cannot be made to resolve.
+    """
+    wanted = [n for n in names if n and n not in ("localhost", "127.0.0.1")]
+    if not wanted or all(_resolves_to_loopback(n) for n in wanted):
+        return "the host names already resolve to 127.0.0.1"
+    _unshare(CLONE_NEWNS)
+    _mount(None, "/", _MS_REC | _MS_PRIVATE)  # our mounts stay ours
+    try:
+        current = open("/etc/hosts").read()
+    except OSError:
+        current = "127.0.0.1 localhost\n"
+    hosts = os.path.join(workdir, "hosts")
+    with open(hosts, "w") as f:
+        f.write(current.rstrip("\n") + "\n# wiregrade: the handout's host names\n")
+        f.write("".join(f"127.0.0.1 {n}\n" for n in wanted))
+    os.chmod(hosts, 0o644)
+    _mount(hosts, os.path.realpath("/etc/hosts"), _MS_BIND)
+    return f"{', '.join(wanted)} mapped to 127.0.0.1 in a private /etc/hosts"
+
+
+def _resolves_to_loopback(name: str) -> bool:
+    try:
+        return all(info[4][0] == "127.0.0.1" for info in socket.getaddrinfo(name, None, socket.AF_INET))
+    except OSError:
+        return False

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from dataclasses import replace
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,6 +31,19 @@ def main(argv: list[str] | None = None) -> int:
     from ._isolation import enter_private_network
 
     iso = enter_private_network(args.isolation)
+    names_note = ""
+    if iso.private_network:
+        import tempfile
+
+        from ._assignment import load_assignment as _load
+        from ._isolation import map_host_names
+
+        try:
+            names_note = map_host_names(
+                [_load(args.assignment).host], tempfile.mkdtemp(prefix="wiregrade-ns-")
+            )
+        except OSError as exc:
+            names_note = f"could not map the handout's host name to 127.0.0.1 ({exc})"
     from ._process import become_subreaper
 
     become_subreaper()
@@ -52,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     from ._assignment import load_assignment
     from ._context import set_isolation
 
+    if names_note:
+        iso = replace(iso, detail=f"{iso.detail}; {names_note}")
     set_isolation(iso)
     assignment = load_assignment(args.assignment)
     pytest_args = [

@@ -77,7 +77,7 @@ def print_summary(result: SubmissionResult, report: Path, out: TextIO | None = N
     else:
         w(st(f"Some {public} failed: see the hints above.", "31"))
     env = result.environment
-    w(f"Network: {env.isolation_detail}. Traffic seen by: {env.wire_detail}.")
+    w(f"Network: {env.isolation_detail}. Traffic seen by: {env.wire_detail or env.wire}.")
     w(f"Report: {report}")
 
 

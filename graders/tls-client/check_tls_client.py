@@ -1,0 +1,327 @@
+"""Checks for `tls-client`: the student's client against the grader's honest and lying servers.
+
+The good server sends several records (more than one recv() of the lecture's 1024 bytes) and
+ends with close_notify. The lying servers present a certificate from another CA, for another
+host, expired, not yet valid, or speak only TLS 1.0/1.1. A refusal earns points only from a
+client that completes the handshake with the good server: refusing everything is not
+verifying. What the client did is read from its exit code and output, and from the wire
+(decrypted with the key log our server writes).
+"""
+
+from __future__ import annotations
+
+import ast
+import secrets
+import shutil
+from dataclasses import dataclass
+
+import pytest
+
+import harness
+from harness import ALERTS, GradingContext, Launcher, Shared, check, fail
+from harness._servers import GraderPKI, TLSTestServer
+
+
+@dataclass
+class Run:
+    """One run of the student's client against one of our servers."""
+
+    variant: str
+    proc: harness.StudentProcess
+    server: TLSTestServer
+    transcript: harness.Transcript | None
+
+    @property
+    def visit(self) -> harness._servers.ClientVisit | None:
+        return self.server.visits[0] if self.server.visits else None
+
+    def client_alerts(self) -> list[str]:
+        if self.transcript is None:
+            return []
+        return [ALERTS.get(d, str(d)) for _f, _l, d in self.transcript.alerts(from_client=True)]
+
+
+@pytest.fixture(scope="module")
+def pki(grading: GradingContext) -> GraderPKI:
+    pki = GraderPKI(grading.assignment.host, grading.workdir)
+    shutil.copyfile(pki.ca_file, grading.submission / "ca.crt")
+    return pki
+
+
+@pytest.fixture(scope="module")
+def payload() -> tuple[bytes, ...]:
+    token = secrets.token_hex(8)
+    return tuple(
+        (f"record {i} of 3, secret {token}: " + "abcdefghij" * 200 + "\n").encode() for i in range(1, 4)
+    )
+
+
+def printed(out: bytes) -> bytes:
+    """What a client printed, with the lecture's print(data) repr lines (b'...') undone."""
+    text = out.decode("utf-8", "replace")
+    lines = text.splitlines()
+    if lines and all(ln.startswith(("b'", 'b"')) for ln in lines if ln):
+        try:
+            return b"".join(ast.literal_eval(ln) for ln in lines if ln)
+        except (ValueError, SyntaxError):
+            pass
+    return out
+
+
+def run_client(
+    ctx: GradingContext, launcher: Launcher, pki: GraderPKI, variant: str, payload: tuple[bytes, ...]
+) -> Run:
+    server = TLSTestServer(pki, variant, keylog=ctx.keylog, payload=payload)
+    try:
+        _host, port = ctx.wire.address_for(server.port)
+        since = ctx.wire.mark()
+        proc = launcher.run(
+            ctx.assignment.settings["program"]["client"],
+            ctx.assignment.host,
+            str(port),
+            "ca.crt",
+            timeout=20,
+        )
+        server.wait_finished(1, 5)
+        conns = ctx.wire.connections(server.port, since)
+    finally:
+        server.close()
+    transcript = harness.dissect(conns[0], ctx.keylog) if conns else None
+    return Run(variant, proc, server, transcript)
+
+
+@pytest.fixture(scope="module")
+def good(grading: GradingContext, pki: GraderPKI, payload: tuple[bytes, ...]) -> Shared[Run]:
+    def run() -> Run:
+        with grading.launcher() as launcher:
+            return run_client(grading, launcher, pki, "good", payload)
+
+    return Shared(run)
+
+
+def require_good(good: Shared[Run]) -> Run:
+    """No vacuous refusals: the client must complete a handshake with the good server."""
+    r = good.get()
+    if r.visit is None or not r.visit.handshake_ok:
+        raise fail(
+            "Your client does not complete a handshake with the grader's good server (see 'Reads "
+            "everything from a good server'), so refusing the bad ones proves nothing: refusing "
+            "everything is not verifying.",
+            hint="Make the good-server check pass first; this check runs again then.",
+        )
+    return r
+
+
+def refusal(
+    ctx: GradingContext,
+    student: Launcher,
+    pki: GraderPKI,
+    payload: tuple[bytes, ...],
+    good: Shared[Run],
+    variant: str,
+    lie: str,
+    evidence: harness.EvidenceRecorder,
+) -> None:
+    require_good(good)
+    r = run_client(ctx, student, pki, variant, payload)
+    out = printed(r.proc.stdout.data())
+    leaked = [i + 1 for i, chunk in enumerate(payload) if chunk[:40] in out]
+    alerts = r.client_alerts()
+    evidence.text(
+        "What happened",
+        f"server: {lie}\nyour client: exit code {r.proc.returncode}; its alerts on the wire: "
+        f"{', '.join(alerts) or 'none'}\n{r.proc.output_tail(4)}",
+    )
+    if r.proc.returncode == 0 or leaked:
+        shown = f" and printed record(s) {leaked} of the server's data" if leaked else ""
+        raise fail(
+            f"Against a server whose {lie}, your client exited with code {r.proc.returncode}{shown}.",
+            expected="the handshake refused: exit code not 0, none of the server's data printed",
+            hint="Use create_default_context(Purpose.SERVER_AUTH, cafile=CAFILE) and wrap_socket(..., "
+            "server_hostname=HOST); never set CERT_NONE or check_hostname = False.",
+        )
+
+
+# --- public checks ------------------------------------------------------------------------
+
+
+@check(
+    title="Reads everything from a good server, then exits 0",
+    points=5,
+    expected="Against a server with a valid certificate for the host, signed by CAFILE, the client "
+    "prints all three records (far more than one recv()) and exits 0 once the server closes.",
+    hint="Loop on recv() until it returns b'' (the server's close_notify), printing as you go.",
+)
+def test_good_server(
+    good: Shared[Run], payload: tuple[bytes, ...], evidence: harness.EvidenceRecorder
+) -> None:
+    r = good.get()
+    out = printed(r.proc.stdout.data())
+    got = [i + 1 for i, chunk in enumerate(payload) if chunk in out]
+    visit = r.visit
+    evidence.text(
+        "The grader's server saw",
+        f"handshake: {'ok, ' + visit.version if visit and visit.handshake_ok else (visit.handshake_error if visit else 'no connection')}",
+    )
+    if visit is None:
+        raise fail(f"Your client never connected.\n{r.proc.output_tail()}")
+    if not visit.handshake_ok:
+        raise fail(
+            f"The handshake failed: {visit.handshake_error}.\n{r.proc.output_tail()}",
+            hint="Trust the CA file you are given (cafile=CAFILE), and connect to HOST as given.",
+        )
+    if len(got) < len(payload):
+        raise fail(
+            f"Your client printed records {got} of 3 (it stops reading too early).\n{r.proc.output_tail(4)}"
+        )
+    if r.proc.returncode != 0:
+        raise fail(
+            f"It printed everything but exited with code {r.proc.returncode}.\n{r.proc.output_tail(4)}"
+        )
+
+
+@check(
+    title="Sends the host name as SNI",
+    points=3,
+    expected="The ClientHello on the wire carries the host name in its server_name extension.",
+    hint="Pass server_hostname=HOST to wrap_socket: it sends SNI and checks the name.",
+)
+def test_sni(good: Shared[Run], grading: GradingContext, evidence: harness.EvidenceRecorder) -> None:
+    r = good.get()
+    if r.transcript is None or r.transcript.client_hello is None:
+        raise fail("Your client sent no ClientHello to the grader's server.")
+    sni = r.transcript.client_hello.sni
+    if r.visit and (r.visit.sni or "") != sni:
+        raise harness.HarnessError(f"the wire shows SNI {sni!r} but the server saw {r.visit.sni!r}")
+    evidence.text("ClientHello", f"frame {r.transcript.client_hello.number}: server_name = {sni or '(none)'}")
+    if sni != grading.assignment.host:
+        raise fail(f"The ClientHello's SNI is {sni or 'absent'!r}.", expected=repr(grading.assignment.host))
+
+
+@check(
+    title="Refuses a certificate from a CA it was not given",
+    points=3,
+    expected="Exit code not 0 and none of the server's data printed.",
+)
+def test_refuses_untrusted(
+    grading: GradingContext,
+    student: Launcher,
+    pki: GraderPKI,
+    payload: tuple[bytes, ...],
+    good: Shared[Run],
+    evidence: harness.EvidenceRecorder,
+) -> None:
+    refusal(
+        grading, student, pki, payload, good, "untrusted", "certificate is signed by another CA", evidence
+    )
+
+
+@check(
+    title="Refuses a certificate for another host name",
+    points=3,
+    expected="Exit code not 0 and none of the server's data printed.",
+)
+def test_refuses_wrong_host(
+    grading: GradingContext,
+    student: Launcher,
+    pki: GraderPKI,
+    payload: tuple[bytes, ...],
+    good: Shared[Run],
+    evidence: harness.EvidenceRecorder,
+) -> None:
+    refusal(
+        grading,
+        student,
+        pki,
+        payload,
+        good,
+        "wrong-host",
+        f"certificate is for not-{grading.assignment.host}",
+        evidence,
+    )
+
+
+@check(
+    title="Refuses an expired certificate",
+    points=3,
+    expected="Exit code not 0 and none of the server's data printed.",
+)
+def test_refuses_expired(
+    grading: GradingContext,
+    student: Launcher,
+    pki: GraderPKI,
+    payload: tuple[bytes, ...],
+    good: Shared[Run],
+    evidence: harness.EvidenceRecorder,
+) -> None:
+    refusal(grading, student, pki, payload, good, "expired", "certificate expired yesterday", evidence)
+
+
+@check(
+    title="Ends the session cleanly (close_notify)",
+    points=3,
+    expected="When the server sends close_notify, the client answers with its own before closing TCP.",
+    hint="After recv() returns b'', call ssl_sock.unwrap() (it sends close_notify), then close.",
+)
+def test_clean_close(
+    good: Shared[Run], payload: tuple[bytes, ...], evidence: harness.EvidenceRecorder
+) -> None:
+    r = require_good(good)
+    t = r.transcript
+    if t is None or not t.handshake_visible:
+        raise harness.HarnessError("the capture of the good session could not be decrypted")
+    notify = [f for f, _l, d in t.alerts(from_client=True) if d == 0]
+    close = t.first_close(from_client=True)
+    ok = bool(notify) and (close is None or notify[0].number <= close.number)
+    if ok != bool(r.visit and r.visit.client_close_notify):
+        raise harness.HarnessError(
+            "the wire and the grader's server disagree about the client's close_notify"
+        )
+    if not ok:
+        raise fail(
+            "The server ended the session with close_notify; your client closed TCP without answering "
+            "with its own. Both sides saying 'that was all' is how TLS tells a finished conversation "
+            "from a cut one; Python's close() does not send it, only unwrap() does."
+        )
+    evidence.text("On the wire", f"your client's close_notify in frame {notify[0].number}")
+
+
+# --- hidden checks ------------------------------------------------------------------------
+
+
+@check(
+    title="Refuses a certificate that is not yet valid",
+    points=2,
+    visibility="hidden",
+    expected="Exit code not 0 and none of the server's data printed.",
+)
+def test_refuses_not_yet_valid(
+    grading: GradingContext,
+    student: Launcher,
+    pki: GraderPKI,
+    payload: tuple[bytes, ...],
+    good: Shared[Run],
+    evidence: harness.EvidenceRecorder,
+) -> None:
+    refusal(
+        grading, student, pki, payload, good, "not-yet-valid", "certificate is valid from tomorrow", evidence
+    )
+
+
+@check(
+    title="Refuses a server that speaks only TLS 1.0/1.1",
+    points=3,
+    visibility="hidden",
+    expected="Exit code not 0 and none of the server's data printed.",
+)
+def test_refuses_old_tls(
+    grading: GradingContext,
+    student: Launcher,
+    pki: GraderPKI,
+    payload: tuple[bytes, ...],
+    good: Shared[Run],
+    evidence: harness.EvidenceRecorder,
+) -> None:
+    if (why := harness.legacy_tls_unavailable()) is not None:
+        raise harness.HarnessError(f"the grader cannot serve TLS 1.0/1.1 on this machine: {why}")
+    refusal(grading, student, pki, payload, good, "old-tls", "only speaks TLS 1.0 and 1.1", evidence)
