@@ -15,6 +15,7 @@ from ._errors import CheckFailed, HarnessError, StudentTimeout, fail
 from ._packets import Connection
 from ._process import Limits, StudentProcess
 from ._results import CheckResult, Outcome, SubmissionResult, Visibility
+from ._servers import VARIANTS, ClientVisit, GraderPKI, HTTPSTestServer, TLSTestServer
 from ._tls import (
     VERIFY_NO_CHECK_TIME,
     TLSSession,
@@ -32,7 +33,12 @@ __all__ = [
     "ALERTS",
     "HANDSHAKE_TYPES",
     "VERSIONS",
+    "VARIANTS",
     "Assignment",
+    "ClientVisit",
+    "GraderPKI",
+    "HTTPSTestServer",
+    "TLSTestServer",
     "CheckFailed",
     "CheckResult",
     "Connection",

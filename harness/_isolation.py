@@ -120,7 +120,8 @@ def map_host_names(names: list[str], workdir: str) -> str:
     _unshare(CLONE_NEWNS)
     _mount(None, "/", _MS_REC | _MS_PRIVATE)  # our mounts stay ours
     try:
-        current = open("/etc/hosts").read()
+        with open("/etc/hosts") as f:
+            current = f.read()
     except OSError:
         current = "127.0.0.1 localhost\n"
     hosts = os.path.join(workdir, "hosts")

@@ -172,3 +172,66 @@ class TLSTestServer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class HTTPSTestServer:
+    """An HTTPS server for one variant, with a few routes, recording each request it answers.
+
+    Routes: ``/hello`` (200, text), ``/old`` (301 to /hello), anything else 404 with a body.
+    A request recorded here means the client completed the handshake and sent it: for a
+    lying variant, that is the proof the client did not verify.
+    """
+
+    def __init__(self, pki: GraderPKI, variant: str, keylog: Path | None, token: str) -> None:
+        import http.server
+
+        self.requests: list[str] = []
+        self.token = token
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+                outer.requests.append(self.path)
+                if self.path == "/hello":
+                    self._send(200, f"Hello from the grader, {outer.token}\n", {"X-Token": outer.token})
+                elif self.path == "/old":
+                    self._send(301, "moved\n", {"Location": "/hello"})
+                else:
+                    self._send(404, f"Nothing at {self.path} ({outer.token})\n", {})
+
+            def _send(self, status: int, body: str, headers: dict[str, str]) -> None:
+                data = body.encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "text/plain; charset=utf-8")
+                self.send_header("Content-Length", str(len(data)))
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+                pass
+
+        class Server(http.server.ThreadingHTTPServer):
+            daemon_threads = True
+
+            def handle_error(self, request: object, client_address: object) -> None:
+                pass  # a refused handshake is the expected outcome, not an error to print
+
+        self.httpd = Server(("127.0.0.1", 0), Handler)
+        ctx = pki.server_context(variant, keylog)
+        self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
+        self.port = self.httpd.server_address[1]
+        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def __enter__(self) -> HTTPSTestServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -23,6 +23,7 @@ from ._checks import MARKER, CheckSpec, spec_of
 from ._context import EvidenceRecorder, GradingContext, Launcher
 from ._errors import CheckFailed, HarnessError, StudentTimeout
 from ._results import CheckResult, Environment, Outcome, SubmissionResult, Visibility
+from ._servers import GraderPKI
 from ._timing import snapshot as timing_snapshot
 from ._wire import Wire
 
@@ -155,6 +156,14 @@ def assignment(grading: GradingContext) -> Assignment:
 def wire(grading: GradingContext) -> Wire:
     """The wire backend (started once per session; its start failing is a harness ERROR)."""
     return grading.wire
+
+
+@pytest.fixture(scope="session")
+def pki(grading: GradingContext) -> GraderPKI:
+    """The grader's certificates for this session; the CA is also in the submission as ca.crt."""
+    pki = GraderPKI(grading.assignment.host, grading.workdir)
+    shutil.copyfile(pki.ca_file, grading.submission / "ca.crt")
+    return pki
 
 
 @pytest.fixture

@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import ast
 import secrets
-import shutil
 from dataclasses import dataclass
 
 import pytest
 
 import harness
-from harness import ALERTS, GradingContext, Launcher, Shared, check, fail
-from harness._servers import GraderPKI, TLSTestServer
+from harness import ALERTS, GraderPKI, GradingContext, Launcher, Shared, TLSTestServer, check, fail
 
 
 @dataclass
@@ -32,20 +30,13 @@ class Run:
     transcript: harness.Transcript | None
 
     @property
-    def visit(self) -> harness._servers.ClientVisit | None:
+    def visit(self) -> harness.ClientVisit | None:
         return self.server.visits[0] if self.server.visits else None
 
     def client_alerts(self) -> list[str]:
         if self.transcript is None:
             return []
         return [ALERTS.get(d, str(d)) for _f, _l, d in self.transcript.alerts(from_client=True)]
-
-
-@pytest.fixture(scope="module")
-def pki(grading: GradingContext) -> GraderPKI:
-    pki = GraderPKI(grading.assignment.host, grading.workdir)
-    shutil.copyfile(pki.ca_file, grading.submission / "ca.crt")
-    return pki
 
 
 @pytest.fixture(scope="module")
@@ -159,10 +150,11 @@ def test_good_server(
     out = printed(r.proc.stdout.data())
     got = [i + 1 for i, chunk in enumerate(payload) if chunk in out]
     visit = r.visit
-    evidence.text(
-        "The grader's server saw",
-        f"handshake: {'ok, ' + visit.version if visit and visit.handshake_ok else (visit.handshake_error if visit else 'no connection')}",
-    )
+    if visit is None:
+        seen = "no connection"
+    else:
+        seen = f"handshake ok, {visit.version}" if visit.handshake_ok else visit.handshake_error
+    evidence.text("The grader's server saw", seen)
     if visit is None:
         raise fail(f"Your client never connected.\n{r.proc.output_tail()}")
     if not visit.handshake_ok:
