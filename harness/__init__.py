@@ -10,7 +10,16 @@ context), ``student`` (launch the student's programs), ``wire`` (the capture) an
 from ._assignment import Assignment, load_assignment
 from ._checks import check
 from ._context import EvidenceRecorder, GradingContext, Launcher, Shared
-from ._dissect import ALERTS, HANDSHAKE_TYPES, VERSIONS, Transcript, WireFrame, dissect, printable
+from ._dissect import (
+    ALERTS,
+    HANDSHAKE_TYPES,
+    VERSIONS,
+    Transcript,
+    WireFrame,
+    dissect,
+    not_tls_records,
+    printable,
+)
 from ._errors import CheckFailed, HarnessError, StudentTimeout, fail
 from ._packets import Connection
 from ._process import Limits, StudentProcess
@@ -22,6 +31,7 @@ from ._tls import (
     client_context,
     der_to_pem,
     drop_mid_handshake,
+    http_get,
     legacy_tls_unavailable,
     memory_handshake,
     plain_exchange,
@@ -62,11 +72,13 @@ __all__ = [
     "der_to_pem",
     "dissect",
     "drop_mid_handshake",
+    "http_get",
     "fail",
     "VERIFY_NO_CHECK_TIME",
     "legacy_tls_unavailable",
     "memory_handshake",
     "load_assignment",
+    "not_tls_records",
     "plain_exchange",
     "printable",
     "tls_session",

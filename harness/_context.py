@@ -156,6 +156,18 @@ class Launcher:
         self.processes.append(proc)
         return proc.start()
 
+    def start_system(self, argv: Sequence[str], label: str) -> StudentProcess:
+        """Start a system program (stunnel, nginx) on the student's files, like a student program."""
+        proc = StudentProcess(
+            list(argv),
+            cwd=self.ctx.submission,
+            env=clean_environment(self.ctx.submission),
+            limits=self.ctx.assignment.limits,
+            label=label,
+        )
+        self.processes.append(proc)
+        return proc.start()
+
     def server(self, program: str, *args: str, port: int | None = None) -> StudentProcess:
         """Start a server and wait (bounded) until it listens on its port."""
         port = port or self.ctx.port

@@ -254,3 +254,18 @@ def dissect(conn: Connection, keylog: Path | None = None) -> Transcript:
 def printable(data: bytes) -> str:
     """Bytes as Wireshark's ASCII pane shows them: printable characters, '.' elsewhere."""
     return "".join(chr(b) if 32 <= b < 127 else "." for b in data)
+
+
+def not_tls_records(stream: bytes) -> str | None:
+    """Why ``stream`` is not a sequence of TLS records, or None if it is (a cut last record is fine).
+
+    A structural check that needs no message to look for: every byte belongs to a record of
+    type 20-23 with a 0x03xx version.
+    """
+    i = 0
+    while i + 5 <= len(stream):
+        ctype, major, length = stream[i], stream[i + 1], int.from_bytes(stream[i + 3 : i + 5], "big")
+        if ctype not in (20, 21, 22, 23) or major != 3:
+            return f"at byte {i}: {printable(stream[i : i + 40])!r}"
+        i += 5 + length
+    return None

@@ -261,3 +261,33 @@ def memory_handshake(
     except ssl.SSLError as exc:
         return "", _describe(exc)
     return "", "the handshake did not complete"
+
+
+@dataclass(frozen=True)
+class HTTPReply:
+    client_port: int
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+def http_get(
+    address: tuple[str, int], host: str, path: str, context: ssl.SSLContext | None, timeout: float = 5.0
+) -> HTTPReply:
+    """One HTTP/1.1 GET to ``address``, over TLS if ``context`` is given (SNI and Host: ``host``).
+
+    Raises OSError / ssl.SSLError when there is no answer.
+    """
+    import http.client
+
+    raw = socket.create_connection(address, timeout=timeout)
+    port = raw.getsockname()[1]
+    sock: socket.socket = context.wrap_socket(raw, server_hostname=host) if context else raw
+    with sock:
+        request = f"GET {path} HTTP/1.1\r\nHost: {host}:{address[1]}\r\nConnection: close\r\n\r\n"
+        sock.sendall(request.encode())
+        resp = http.client.HTTPResponse(sock)
+        resp.begin()
+        body = resp.read()
+        headers = {k.lower(): v for k, v in resp.getheaders()}
+        return HTTPReply(port, resp.status, headers, body)

@@ -157,6 +157,11 @@ class Wire:
         """Where a grader client should connect to reach a student's server on ``port``."""
         raise NotImplementedError
 
+    def serve_at(self, port: int, target: int) -> bool:
+        """Make ``port`` reach ``target`` in a way this backend sees (for hops the grader does not
+        make, like a proxy's to its backend). False if the backend sees ``port`` as it is."""
+        return False
+
     def connection(self, client_port: int, server_port: int, timeout: float = 5.0) -> Connection:
         with timed(f"waiting for the {self.info.backend} to see a connection end"):
             return self.log.connection(client_port, server_port, self.info.backend, timeout)
@@ -296,16 +301,26 @@ class RelayWire(Wire):
                 threading.Thread(target=self._accept_loop, args=(lsock, port), daemon=True).start()
             return (LOOPBACK, self._relays[port].getsockname()[1])
 
-    def _accept_loop(self, lsock: socket.socket, target: int) -> None:
+    def serve_at(self, port: int, target: int) -> bool:
+        """A relay on the fixed ``port`` forwarding to ``target``, recorded as if it were ``port``."""
+        lsock = socket.create_server((LOOPBACK, port))
+        with self._lock:
+            self._relays[-port] = lsock
+        threading.Thread(target=self._accept_loop, args=(lsock, target, port), daemon=True).start()
+        return True
+
+    def _accept_loop(self, lsock: socket.socket, target: int, shown: int | None = None) -> None:
         while not self._closing:
             try:
                 csock, caddr = lsock.accept()
             except OSError:
                 return
-            threading.Thread(target=self._serve, args=(csock, caddr[1], target), daemon=True).start()
+            threading.Thread(
+                target=self._serve, args=(csock, caddr[1], target, shown or target), daemon=True
+            ).start()
 
-    def _serve(self, csock: socket.socket, cport: int, target: int) -> None:
-        client, server = (LOOPBACK, cport), (LOOPBACK, target)
+    def _serve(self, csock: socket.socket, cport: int, target: int, shown: int) -> None:
+        client, server = (LOOPBACK, cport), (LOOPBACK, shown)
         seq = {client: random.getrandbits(32), server: random.getrandbits(32)}
 
         def emit(src: tuple[str, int], flags: int, payload: bytes = b"") -> None:
@@ -316,7 +331,7 @@ class RelayWire(Wire):
         self.log.add(make_frame(time.time(), client, server, seq[client], 0, SYN))
         seq[client] += 1
         try:
-            ssock = socket.create_connection(server, timeout=5)
+            ssock = socket.create_connection((LOOPBACK, target), timeout=5)
             ssock.settimeout(None)
         except OSError:
             emit(server, RST | ACK)

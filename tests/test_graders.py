@@ -6,10 +6,14 @@ real (namespaces, student processes, openssl, dumpcap, tshark) in one batch per 
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 
 from harness import Outcome
-from harness._assignment import assignment_ids
+from harness._assignment import assignment_ids, load_assignment
+from harness._runner import SessionOptions, run_session
 from tests.conftest import Exercises, all_samples, needs_tshark
 
 pytestmark = [needs_tshark, pytest.mark.slow]
@@ -43,3 +47,34 @@ def test_every_check_is_failed_by_some_sample(exercises: Exercises, assignment: 
     checks = {c.id for c in graded["reference"].checks}
     failed_somewhere = {c.id for r in graded.values() for c in r.checks if c.outcome is not Outcome.PASSED}
     assert checks - failed_somewhere == set()
+
+
+def test_no_program_outlives_the_batches(exercises: Exercises) -> None:
+    """After grading every exercise: no student program, stunnel or nginx is left running."""
+    for aid in assignment_ids():
+        exercises.graded(aid)
+    left = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            comm = Path(f"/proc/{pid}/comm").read_text().strip()
+            cwd = os.readlink(f"/proc/{pid}/cwd")
+        except OSError:
+            continue
+        if "wiregrade-session-" in cwd or comm in ("stunnel4", "stunnel", "nginx"):
+            left.append(f"{pid} {comm} in {cwd}")
+    assert left == []
+
+
+@pytest.mark.parametrize("assignment", ["tunnel", "tls-client"])
+def test_relay_backend_grades_the_reference_alike(
+    exercises: Exercises, assignment: str, tmp_path: Path
+) -> None:
+    relay = run_session(
+        load_assignment(assignment),
+        exercises.submissions(assignment) / "reference",
+        tmp_path,
+        "reference",
+        SessionOptions(wire="relay"),
+    )
+    assert relay.environment.wire == "relay"
+    assert [c.id for c in relay.checks if c.outcome is not Outcome.PASSED] == []

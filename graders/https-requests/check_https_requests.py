@@ -114,9 +114,11 @@ def refusal(
             expected="the handshake refused, no request sent",
             hint="requests.get(url, verify=CAFILE): verification on, trusting the CA file you are given.",
         )
-    if f.proc.returncode == 0 or token in f.proc.stdout.text():
+    said = f.proc.stderr.text().strip()
+    if f.proc.returncode == 0 or token in f.proc.stdout.text() or not said:
         raise fail(
-            f"Your program exited with code {f.proc.returncode} after the refusal.",
+            f"After the refusal your program exited with code {f.proc.returncode} and said "
+            f"{said[:200]!r} on stderr.",
             expected="exit code not 0 and a message on stderr",
         )
 
