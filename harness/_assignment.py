@@ -20,7 +20,7 @@ else:  # pragma: no cover - exercised on Python 3.10
 def project_root() -> Path:
     """Where assignments/, graders/, reference/ and reports/ live."""
     env = os.environ.get("WIREGRADE_HOME")
-    root = Path(env) if env else Path(__file__).resolve().parent.parent
+    root = Path(env).resolve() if env else Path(__file__).resolve().parent.parent
     if not (root / "graders").is_dir():
         raise HarnessError(
             f"wiregrade's graders were not found under {root}; install with `pip install -e .` "
@@ -34,6 +34,7 @@ class Assignment:
     id: str
     title: str
     total_points: float
+    hidden_points: float
     host: str
     port: int
     check_seconds: float
@@ -83,6 +84,7 @@ def load_assignment(assignment_id: str, root: Path | None = None) -> Assignment:
             id=assignment_id,
             title=data["title"],
             total_points=float(grading["total_points"]),
+            hidden_points=float(grading.get("hidden_points", 0)),
             host=data.get("network", {}).get("host", "localhost"),
             port=int(data.get("network", {}).get("port", 0)),
             check_seconds=float(grading.get("check_seconds", 20)),

@@ -70,6 +70,7 @@ def run_session(
     package_parent = str(Path(__file__).resolve().parent.parent)  # this harness, installed or not
     env = {
         **os.environ,
+        "WIREGRADE_HOME": str(root),  # absolute: the session runs from another folder
         "PYTHONPATH": os.pathsep.join(filter(None, [package_parent, os.environ.get("PYTHONPATH")])),
     }
     started = time.monotonic()

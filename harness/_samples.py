@@ -48,7 +48,8 @@ def load_sample(folder: Path) -> Sample:
 def samples_of(assignment: Assignment, extra: Path | None = None) -> list[Sample]:
     """The reference (named 'reference') and the bundled samples, plus those under ``extra``."""
     folders = [assignment.reference_dir]
-    folders += sorted(p for p in assignment.samples_dir.iterdir() if p.is_dir())
+    if assignment.samples_dir.is_dir():  # git keeps no empty folder: it may be absent
+        folders += sorted(p for p in assignment.samples_dir.iterdir() if p.is_dir())
     if extra is not None and extra.is_dir():
         folders += sorted(p for p in extra.iterdir() if p.is_dir())
     out = []

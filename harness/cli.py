@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TextIO
 
 from ._assignment import Assignment, assignment_ids, load_assignment
+from ._bundle import make_bundle, make_gradescope
 from ._errors import HarnessError
 from ._outputs import feedback_text, write_outputs
 from ._results import Outcome, SubmissionResult
@@ -107,10 +108,64 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"wiregrade: {folder} is not a folder", file=sys.stderr)
         return ExitCode.USAGE
     out = Path(args.out).resolve() if args.out else folder / ".wiregrade"
-    result = run_session(a, folder, out, folder.name, _options(args, "public"))
+    result = run_session(a, folder, out, folder.name, _options(args, "all" if args.all else "public"))
     write_outputs(result, out)
     print_summary(result, out / "report.html")
+    if summary := os.environ.get("GITHUB_STEP_SUMMARY"):
+        with open(summary, "a") as f:
+            f.write(markdown_summary(result))
     return _exit_for_check(result)
+
+
+def markdown_summary(result: SubmissionResult) -> str:
+    """For $GITHUB_STEP_SUMMARY: the student's view (hidden checks: title and score only)."""
+    r = result.for_student()
+    icon = {Outcome.PASSED: "✅", Outcome.FAILED: "❌", Outcome.TIMEOUT: "⏱️", Outcome.ERROR: "⚠️"}
+    which = "public checks" if r.visibility == "public" else "checks"
+    lines = [
+        f"## wiregrade: {r.assignment} — {r.score:g}/{r.max_score:g} on {len(r.checks)} {which}",
+        "",
+        "| | check | points |",
+        "|---|---|---|",
+    ]
+    for c in r.checks:
+        lines.append(f"| {icon[c.outcome]} | {c.title} | {c.score:g}/{c.points:g} |")
+    for c in r.checks:
+        if c.outcome is not Outcome.PASSED and not c.hidden:
+            text = feedback_text(c).replace("\n", "\n> ")
+            lines += ["", f"**{c.title}**", "", f"> {text}"]
+    return "\n".join(lines) + "\n"
+
+
+def cmd_result(args: argparse.Namespace) -> int:
+    """Exit 0 if CHECK passed in a report folder: one step per check in a CI workflow."""
+    try:
+        result = SubmissionResult.load(Path(args.report) / "session.json")
+    except (OSError, ValueError, KeyError) as exc:
+        print(f"wiregrade: no results in {args.report} ({exc})", file=sys.stderr)
+        return ExitCode.HARNESS_ERROR
+    check = next((c for c in result.for_student().checks if c.id == args.check), None)
+    if check is None:
+        print(f"wiregrade: no check {args.check!r} in {args.report}", file=sys.stderr)
+        return ExitCode.USAGE
+    print(f"{check.title}: {check.outcome.value} ({check.score:g}/{check.points:g})")
+    if check.outcome is not Outcome.PASSED:
+        print(feedback_text(check))
+    return ExitCode.OK if check.outcome is Outcome.PASSED else ExitCode.CHECKS_FAILED
+
+
+def cmd_bundle(args: argparse.Namespace) -> int:
+    out = make_bundle(load_assignment(args.id), Path(args.out))
+    print(f"Student starter repository for {args.id}: {out} (public checks only)")
+    return ExitCode.OK
+
+
+def cmd_gradescope(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    with tempfile.TemporaryDirectory() as tmp:
+        make_gradescope(load_assignment(args.id), out, Path(tmp))
+    print(f"Gradescope autograder for {args.id}: {out} (all checks; upload it, never give it out)")
+    return ExitCode.OK
 
 
 def cmd_grade(args: argparse.Namespace) -> int:
@@ -203,8 +258,24 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("id")
     c.add_argument("dir", nargs="?", default=".")
     c.add_argument("--out", help="where to write the report (default DIR/.wiregrade)")
+    c.add_argument("--all", action="store_true", help="hidden checks too (for an autograder, not students)")
     session_flags(c)
     c.set_defaults(fn=cmd_check)
+
+    r = sub.add_parser("result", help="exit 0 if one check passed in a report folder (CI steps)")
+    r.add_argument("report")
+    r.add_argument("check")
+    r.set_defaults(fn=cmd_result)
+
+    b = sub.add_parser("bundle", help="the starter repository for students (public checks only)")
+    b.add_argument("id")
+    b.add_argument("--out", required=True)
+    b.set_defaults(fn=cmd_bundle)
+
+    gs = sub.add_parser("gradescope", help="the Gradescope autograder.zip (all checks)")
+    gs.add_argument("id")
+    gs.add_argument("--out", required=True)
+    gs.set_defaults(fn=cmd_gradescope)
 
     g = sub.add_parser("grade", help="grade every submission in a folder with all checks")
     g.add_argument("id")

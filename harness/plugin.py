@@ -103,22 +103,39 @@ def pytest_collection_modifyitems(
         if spec.id in seen:
             problems.append(f"{item.nodeid}: check id {spec.id!r} also used by {seen[spec.id]}")
         seen[spec.id] = item.nodeid
+        # Hidden checks live in hidden_*.py and only there: a student bundle is made of the
+        # other files, so a hidden check in a public file would leak.
+        in_hidden_file = item.path.name.startswith("hidden_")
+        if in_hidden_file != (spec.visibility is Visibility.HIDDEN):
+            problems.append(
+                f"{item.nodeid}: a {spec.visibility.value} check must live in a "
+                f"{'hidden_*.py' if spec.visibility is Visibility.HIDDEN else 'check_*.py'} file"
+            )
         timeout = spec.timeout or st.assignment.check_seconds
         item.add_marker(pytest.mark.timeout(timeout, method="signal"))
-    total = sum(s.points for i in items if (s := spec_of(i)))
-    if not problems and abs(total - st.assignment.total_points) > 1e-9:
+    specs = [s for i in items if (s := spec_of(i))]
+    public = sum(s.points for s in specs if s.visibility is Visibility.PUBLIC)
+    hidden = sum(s.points for s in specs if s.visibility is Visibility.HIDDEN)
+    a = st.assignment
+    if not problems and abs(public - (a.total_points - a.hidden_points)) > 1e-9:
         problems.append(
-            f"the checks add up to {total:g} points but assignment.toml says {st.assignment.total_points:g}"
+            f"the public checks add up to {public:g} points but assignment.toml says "
+            f"{a.total_points:g} in all, {a.hidden_points:g} of them hidden"
+        )
+    # A student bundle has no hidden checks at all; where there are some, they must add up.
+    if not problems and hidden and abs(hidden - a.hidden_points) > 1e-9:
+        problems.append(
+            f"the hidden checks add up to {hidden:g} points but assignment.toml says {a.hidden_points:g}"
         )
     if problems:
         msg = "invalid grader:\n  " + "\n  ".join(problems)
         st.collect_errors.append(msg)
         raise pytest.UsageError(msg)
     if st.visibility == "public":
-        hidden = [i for i in items if (s := spec_of(i)) and s.visibility is Visibility.HIDDEN]
-        if hidden:
-            config.hook.pytest_deselected(items=hidden)
-            items[:] = [i for i in items if i not in hidden]
+        hidden_items = [i for i in items if (s := spec_of(i)) and s.visibility is Visibility.HIDDEN]
+        if hidden_items:
+            config.hook.pytest_deselected(items=hidden_items)
+            items[:] = [i for i in items if i not in hidden_items]
 
 
 class _CollectWatcher:

@@ -56,6 +56,11 @@ def broken_fixture():
 def test_setup_fails(broken_fixture):
     pass
 
+"""
+
+HIDDEN = """
+from harness import check, fail
+
 @check(title="Secret check", points=2, visibility="hidden", hint="SECRET-HINT")
 def test_hidden(evidence):
     evidence.text("what it saw", "SECRET-EVIDENCE")
@@ -63,26 +68,29 @@ def test_hidden(evidence):
 """
 
 
-def make_project(root: Path, grader: str, total: int = 10) -> None:
+def make_project(root: Path, grader: str, total: int = 10, hidden: str = "") -> None:
     (root / "assignments/boom").mkdir(parents=True)
     (root / "assignments/boom/assignment.toml").write_text(
         textwrap.dedent(f"""
         title = "A grader that goes wrong in every way"
         [grading]
         total_points = {total}
+        hidden_points = {2 if hidden else 0}
         check_seconds = 10
     """)
     )
     (root / "graders/boom").mkdir(parents=True)
-    (root / "graders/boom/pytest.ini").write_text("[pytest]\npython_files = check_*.py\n")
+    (root / "graders/boom/pytest.ini").write_text("[pytest]\npython_files = check_*.py hidden_*.py\n")
     (root / "graders/boom/check_boom.py").write_text(grader)
+    if hidden:
+        (root / "graders/boom/hidden_boom.py").write_text(hidden)
     (root / "reports").symlink_to(ROOT / "reports")
 
 
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     root = tmp_path / "project"
-    make_project(root, GRADER)
+    make_project(root, GRADER, hidden=HIDDEN)
     monkeypatch.setenv("WIREGRADE_HOME", str(root))
     sub = tmp_path / "alice"
     sub.mkdir()
@@ -141,11 +149,13 @@ def test_errors_are_not_failures_in_gradescope_and_junit(project: Path) -> None:
 
 def test_a_wrong_points_total_is_a_harness_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     root = tmp_path / "p"
-    make_project(root, GRADER, total=99)
+    make_project(root, GRADER, total=99, hidden=HIDDEN)
     monkeypatch.setenv("WIREGRADE_HOME", str(root))
     (tmp_path / "s").mkdir()
     r = run_session(load_assignment("boom"), tmp_path / "s", tmp_path / "out", "s")
-    assert r.harness_error and "add up to 10 points but assignment.toml says 99" in r.harness_error
+    assert (
+        r.harness_error and "public checks add up to 8 points but assignment.toml says 99" in r.harness_error
+    )
     assert r.status == "harness error"
 
 

@@ -1,0 +1,51 @@
+"""Hidden checks for `tls-client`: run when the instructor grades; never in a student bundle."""
+
+from __future__ import annotations
+
+from support import (
+    Run,
+    refusal,
+)
+
+import harness
+from harness import GraderPKI, GradingContext, Launcher, Shared, check
+
+# --- hidden checks ------------------------------------------------------------------------
+
+
+@check(
+    title="Refuses a certificate that is not yet valid",
+    points=2,
+    visibility="hidden",
+    expected="Exit code not 0 and none of the server's data printed.",
+)
+def test_refuses_not_yet_valid(
+    grading: GradingContext,
+    student: Launcher,
+    pki: GraderPKI,
+    payload: tuple[bytes, ...],
+    good: Shared[Run],
+    evidence: harness.EvidenceRecorder,
+) -> None:
+    refusal(
+        grading, student, pki, payload, good, "not-yet-valid", "certificate is valid from tomorrow", evidence
+    )
+
+
+@check(
+    title="Refuses a server that speaks only TLS 1.0/1.1",
+    points=3,
+    visibility="hidden",
+    expected="Exit code not 0 and none of the server's data printed.",
+)
+def test_refuses_old_tls(
+    grading: GradingContext,
+    student: Launcher,
+    pki: GraderPKI,
+    payload: tuple[bytes, ...],
+    good: Shared[Run],
+    evidence: harness.EvidenceRecorder,
+) -> None:
+    if (why := harness.legacy_tls_unavailable()) is not None:
+        raise harness.HarnessError(f"the grader cannot serve TLS 1.0/1.1 on this machine: {why}")
+    refusal(grading, student, pki, payload, good, "old-tls", "only speaks TLS 1.0 and 1.1", evidence)

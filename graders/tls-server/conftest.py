@@ -1,0 +1,3 @@
+"""Fixtures for `tls-server`'s checks, from support.py (pytest finds fixtures here)."""
+
+from support import *  # noqa: F403

@@ -1,0 +1,280 @@
+"""Shared by the public and hidden checks of `tunnel`: helpers and fixtures (no check lives here)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import socket
+import ssl
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import pytest
+
+import harness
+from harness import GraderPKI, GradingContext, Launcher, Shared, fail
+
+WRAPPER = ".wiregrade-nginx-main.conf"
+
+
+def cfg(ctx: GradingContext) -> dict[str, object]:
+    return ctx.assignment.settings["tunnel"]
+
+
+def port(ctx: GradingContext, name: str) -> int:
+    return int(cfg(ctx)[name])  # type: ignore[call-overload]
+
+
+@dataclass
+class EchoBackend:
+    """A plaintext line echo server: the code stunnel must protect without changing it."""
+
+    port: int
+    lines: list[bytes] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", self.port))
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._echo, args=(conn,), daemon=True).start()
+
+    def _echo(self, conn: socket.socket) -> None:
+        with conn, conn.makefile("rb") as f:
+            try:
+                for line in f:
+                    self.lines.append(line)
+                    conn.sendall(b"echo: " + line)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@dataclass
+class AppBackend:
+    """A plaintext HTTP app behind nginx; it records the headers of each request."""
+
+    port: int
+    token: str
+    seen: list[dict[str, str]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        import http.server
+
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:  # noqa: N802
+                outer.seen.append({k.lower(): v for k, v in self.headers.items()})
+                body = f"app page {self.path} {outer.token}\n".encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture(scope="session")
+def token() -> str:
+    return secrets.token_hex(8)
+
+
+@pytest.fixture(scope="session")
+def backends(grading: GradingContext, pki: GraderPKI, token: str) -> Iterator[tuple[EchoBackend, AppBackend]]:
+    """The plaintext programs, at the handout's ports (behind a recording relay if the wire
+    backend is a relay, so the plaintext hop is seen either way), and the certificate."""
+    cert = pki.certs["good"]
+    cert.cert_chain_pems[0].write_to_path(str(grading.submission / "server.crt"))
+    cert.private_key_pem.write_to_path(str(grading.submission / "server.key"))
+    os.chmod(grading.submission / "server.key", 0o600)
+    relayed = grading.wire.info.backend == "relay"
+    echo = EchoBackend(0 if relayed else port(grading, "echo_port"))
+    app = AppBackend(0 if relayed else port(grading, "app_port"), token)
+    if relayed:
+        grading.wire.serve_at(port(grading, "echo_port"), echo.port)
+        grading.wire.serve_at(port(grading, "app_port"), app.port)
+    yield echo, app
+    echo.close()
+    app.close()
+
+
+def verifying(ctx: GradingContext, pki: GraderPKI, legacy: bool = False) -> ssl.SSLContext:
+    c = harness.client_context(
+        trust_pem=pki.ca.cert_pem.bytes().decode(), hostname_check=True, keylog=ctx.keylog, legacy_only=legacy
+    )
+    return c
+
+
+def program_error(
+    proc: harness.StudentProcess, name: str, port_: int, exc: harness.CheckFailed
+) -> harness.CheckFailed:
+    """The program's own words when it refuses the configuration."""
+    return harness.CheckFailed(
+        f"{name} did not start listening on port {port_}: {proc.describe_exit()}.\n"
+        f"What {name} said:\n{proc.output_tail(12)}",
+        expected=f"{name} accepts your configuration and listens on port {port_}",
+        hint=f"Run {name} yourself on your file and read its first error line.",
+    )
+
+
+def start_stunnel(ctx: GradingContext, launcher: Launcher) -> harness.StudentProcess:
+    exe = shutil.which("stunnel4") or shutil.which("stunnel")
+    if exe is None:
+        raise harness.HarnessError("stunnel is not installed (Debian: apt-get install stunnel4)")
+    conf = str(cfg(ctx)["stunnel_config"])
+    if not (ctx.submission / conf).is_file():
+        raise fail(f"There is no {conf} in your submission.")
+    proc = launcher.start_system([exe, conf], f"stunnel {conf}")
+    try:
+        proc.wait_listening(port(ctx, "stunnel_port"), ctx.assignment.ready_seconds)
+    except harness.CheckFailed as exc:
+        raise program_error(proc, "stunnel", port(ctx, "stunnel_port"), exc) from None
+    return proc
+
+
+@dataclass
+class EchoTrip:
+    handshake_ok: bool  # a verifying TLS handshake completed on the public port
+    ok: bool  # ... and the echo came back
+    detail: str
+    public: harness.Connection | None
+    hidden_hop: list[harness.Connection]
+
+
+def echo_trip(ctx: GradingContext, pki: GraderPKI, echo: EchoBackend, message: bytes) -> EchoTrip:
+    since = ctx.wire.mark()
+    addr = ctx.wire.address_for(port(ctx, "stunnel_port"))
+    try:
+        with socket.create_connection(addr, timeout=5) as raw:
+            client_port = raw.getsockname()[1]
+            handshake_ok = False
+            answer = b""
+            try:
+                with verifying(ctx, pki).wrap_socket(raw, server_hostname=ctx.assignment.host) as tls:
+                    handshake_ok = True  # verified: the public port speaks modern TLS
+                    tls.sendall(message + b"\n")
+                    tls.settimeout(3)
+                    while not answer.endswith(b"\n"):
+                        chunk = tls.recv(4096)
+                        if not chunk:
+                            break
+                        answer += chunk
+                detail = f"the answer was {answer[:120]!r}"
+            except (OSError, ssl.SSLError) as exc:
+                detail = f"{type(exc).__name__}: {exc}"
+    except OSError as exc:
+        return EchoTrip(False, False, f"no connection to the public port: {exc}", None, [])
+    ok = answer == b"echo: " + message + b"\n"
+    public = ctx.wire.connection(client_port, port(ctx, "stunnel_port"))
+    hop = ctx.wire.connections(port(ctx, "echo_port"), since)
+    return EchoTrip(handshake_ok, ok, detail, public, hop)
+
+
+@pytest.fixture(scope="session")
+def stunnel_trip(
+    grading: GradingContext, pki: GraderPKI, backends: tuple[EchoBackend, AppBackend], token: str
+) -> Shared[EchoTrip]:
+    def run() -> EchoTrip:
+        with grading.launcher() as launcher:
+            start_stunnel(grading, launcher)
+            return echo_trip(grading, pki, backends[0], f"secret {token}".encode())
+
+    return Shared(run, owner="stunnel starts with your configuration")
+
+
+def start_nginx(ctx: GradingContext, launcher: Launcher) -> harness.StudentProcess:
+    exe = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
+    if exe is None:
+        raise harness.HarnessError("nginx is not installed (Debian: apt-get install nginx-light)")
+    conf = str(cfg(ctx)["nginx_config"])
+    if not (ctx.submission / conf).is_file():
+        raise fail(f"There is no {conf} in your submission.")
+    tmp = ctx.submission / ".nginx-tmp"
+    tmp.mkdir(exist_ok=True)
+    temp_paths = "\n".join(
+        f"    {k}_temp_path {tmp}/{k};" for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    (ctx.submission / WRAPPER).write_text(
+        ("user root;\n" if os.geteuid() == 0 else "")
+        + f"daemon off;\nworker_processes 1;\npid {tmp}/nginx.pid;\nerror_log stderr notice;\n"
+        "events { worker_connections 64; }\n"
+        f"http {{\n    access_log off;\n{temp_paths}\n    include {ctx.submission / conf};\n}}\n"
+    )
+    proc = launcher.start_system(
+        [exe, "-p", str(ctx.submission), "-c", str(ctx.submission / WRAPPER), "-e", "stderr"],
+        f"nginx with {conf}",
+    )
+    try:
+        proc.wait_listening(port(ctx, "https_port"), ctx.assignment.ready_seconds)
+    except harness.CheckFailed as exc:
+        raise program_error(proc, "nginx", port(ctx, "https_port"), exc) from None
+    return proc
+
+
+@dataclass
+class WebTrip:
+    reply: harness._tls.HTTPReply | None
+    error: str
+    public: harness.Connection | None
+    hop: list[harness.Connection]
+
+
+def https_trip(ctx: GradingContext, pki: GraderPKI, path: str) -> WebTrip:
+    since = ctx.wire.mark()
+    try:
+        reply = harness.http_get(
+            ctx.wire.address_for(port(ctx, "https_port")), ctx.assignment.host, path, verifying(ctx, pki)
+        )
+    except (OSError, ssl.SSLError, Exception) as exc:  # http.client raises its own kinds too
+        return WebTrip(None, f"{type(exc).__name__}: {exc}", None, [])
+    public = ctx.wire.connection(reply.client_port, port(ctx, "https_port"))
+    return WebTrip(reply, "", public, ctx.wire.connections(port(ctx, "app_port"), since))
+
+
+@pytest.fixture(scope="session")
+def nginx_trip(
+    grading: GradingContext, pki: GraderPKI, backends: tuple[EchoBackend, AppBackend]
+) -> Shared[WebTrip]:
+    def run() -> WebTrip:
+        with grading.launcher() as launcher:
+            start_nginx(grading, launcher)
+            return https_trip(grading, pki, "/hello")
+
+    return Shared(run, owner="nginx starts with your configuration")
+
+
+def require_tls(t: WebTrip) -> harness._tls.HTTPReply:
+    """A reply means a verifying TLS handshake worked and the request travelled in it."""
+    if t.reply is None:
+        raise fail(f"No verifying HTTPS request could be made to nginx ({t.error}; see the HTTPS check).")
+    return t.reply
+
+
+def require_page(t: WebTrip, token: str) -> harness._tls.HTTPReply:
+    if t.reply is None or t.reply.status != 200 or token.encode() not in t.reply.body:
+        raise fail("nginx does not pass a normal HTTPS request to the app (see the HTTPS check).")
+    return t.reply
