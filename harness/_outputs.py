@@ -165,18 +165,65 @@ def check_columns(results: Sequence[SubmissionResult]) -> list[tuple[str, str, f
     return list(cols.values())
 
 
-def write_gradebook(results: Sequence[SubmissionResult], path: Path) -> None:
+def read_adjustments(path: Path) -> dict[str, list[tuple[float, str]]]:
+    """The instructor's manual adjustments: a CSV of student, points, reason (several per student
+    allowed). Kept apart from the store, so a regrade never loses them."""
+    adj: dict[str, list[tuple[float, str]]] = {}
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            try:
+                adj.setdefault(row["student"].strip(), []).append(
+                    (float(row["points"]), row.get("reason", "").strip())
+                )
+            except (KeyError, ValueError) as exc:
+                raise ValueError(f"{path}: each row needs student, points, reason ({exc}: {row})") from exc
+    return adj
+
+
+def write_gradebook(
+    results: Sequence[SubmissionResult],
+    path: Path,
+    adjustments: dict[str, list[tuple[float, str]]] | None = None,
+) -> None:
     cols = check_columns(results)
+    adjustments = adjustments or {}
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["student", "score", "max", *[c[0] for c in cols], "status", "duration_s"])
+        w.writerow(
+            [
+                "student",
+                "score",
+                "max",
+                *[c[0] for c in cols],
+                "adjustment",
+                "adjustment_reason",
+                "final",
+                "status",
+                "duration_s",
+            ]
+        )
         for r in sorted(results, key=lambda r: r.student):
             by_id = {c.id: c for c in r.checks}
             cells = []
             for cid, _t, _p in cols:
                 c = by_id.get(cid)
                 cells.append("" if c is None else ("ERROR" if c.outcome is Outcome.ERROR else f"{c.score:g}"))
-            w.writerow([r.student, f"{r.score:g}", f"{r.max_score:g}", *cells, r.status, f"{r.duration:.1f}"])
+            adj = adjustments.get(r.student, [])
+            delta = sum(p for p, _ in adj)
+            reasons = "; ".join(f"{p:+g} {why}".strip() for p, why in adj)
+            w.writerow(
+                [
+                    r.student,
+                    f"{r.score:g}",
+                    f"{r.max_score:g}",
+                    *cells,
+                    f"{delta:+g}" if adj else "",
+                    reasons,
+                    f"{r.score + delta:g}",
+                    r.status,
+                    f"{r.duration:.1f}",
+                ]
+            )
 
 
 def class_summary(results: Sequence[SubmissionResult]) -> dict[str, Any]:

@@ -43,6 +43,19 @@ def unregister_harness_pid(pid: int) -> None:
     _HARNESS_PIDS.discard(pid)
 
 
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """SIGKILL this process when its parent dies (a kill -9 of the grader takes its sessions,
+    and a session's death takes its student programs, instead of leaving them behind)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
 def become_subreaper() -> bool:
     """Make orphaned descendants re-parent to this process instead of init.
 
@@ -76,8 +89,10 @@ class Limits:
         """
         nproc = self.processes + _processes_of(os.getuid())
         cpu, mem, fsize = self.cpu_seconds, self.memory_bytes, self.file_bytes
+        libc = ctypes.CDLL(None, use_errno=True)  # loaded here: the child only calls it
 
         def apply() -> None:
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
             os.umask(0o022)  # files the program makes get the same mode on every grader
             resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
             resource.setrlimit(resource.RLIMIT_AS, (mem, mem))

@@ -27,6 +27,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args(argv)
 
+    from ._process import die_with_parent
+
+    die_with_parent()
     # Before anything starts a thread: unshare(CLONE_NEWUSER) needs a single-threaded process.
     from ._isolation import enter_private_network
 

@@ -38,7 +38,7 @@ from ._packets import (
     pcap_header,
     pcap_record,
 )
-from ._process import register_harness_pid, unregister_harness_pid
+from ._process import die_with_parent, register_harness_pid, unregister_harness_pid
 from ._timing import timed
 
 LOOPBACK = "127.0.0.1"
@@ -208,6 +208,7 @@ class DumpcapWire(Wire):
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env=env,
+            preexec_fn=die_with_parent,  # never left capturing if the session is killed
         )
         register_harness_pid(self._proc.pid)
         self._stderr: list[str] = []

@@ -7,6 +7,7 @@ import enum
 import os
 import sys
 import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
@@ -16,7 +17,7 @@ from ._bundle import make_bundle, make_gradescope
 from ._errors import HarnessError
 from ._outputs import feedback_text, write_outputs
 from ._results import Outcome, SubmissionResult
-from ._runner import SessionOptions, grade_batch, run_session
+from ._runner import IntakeError, SessionOptions, grade_batch, rerender, run_session
 from ._samples import materialize, samples_of
 
 
@@ -181,17 +182,49 @@ def cmd_grade(args: argparse.Namespace) -> int:
 
 def _grade(a: Assignment, subs: Path, out: Path, args: argparse.Namespace) -> list[SubmissionResult]:
     st = _Style(sys.stderr)
+    started = time.monotonic()
+    trouble = 0
 
     def progress(done: int, total: int, r: SubmissionResult) -> None:
-        mark = st("ERROR", "35") if (r.harness_error or r.errors) else f"{r.score:g}/{r.max_score:g}"
-        print(f"[{done}/{total}] {r.student}: {mark} ({r.duration:.1f} s)", file=sys.stderr)
+        nonlocal trouble
+        bad = bool(r.harness_error or r.errors)
+        trouble += bad
+        mark = st("GRADER ERROR", "35") if bad else f"{r.score:g}/{r.max_score:g}"
+        elapsed = time.monotonic() - started
+        eta = elapsed / done * (total - done)
+        bar = "#" * round(20 * done / total) + "-" * (20 - round(20 * done / total))
+        print(
+            f"[{bar}] {done}/{total} {r.student}: {mark} ({r.duration:.1f} s) · ETA {eta:.0f} s"
+            f" · grader errors so far: {trouble}",
+            file=sys.stderr,
+        )
 
-    results = grade_batch(a, subs, out, args.jobs, _options(args, "all"), progress)
+    results = grade_batch(
+        a,
+        subs,
+        out,
+        args.jobs,
+        _options(args, "all"),
+        progress,
+        force=getattr(args, "force", False),
+        only=set(args.only) if getattr(args, "only", None) else None,
+        adjustments=Path(args.adjustments) if getattr(args, "adjustments", None) else None,
+    )
     errors = [r.student for r in results if r.harness_error or r.errors]
     print(f"Graded {len(results)} submissions into {out}/ (gradebook.csv, index.html).")
     if errors:
         print(st(f"Grader errors (not zeros, re-run these): {', '.join(errors)}", "35"))
     return results
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    try:
+        results = rerender(Path(args.out), Path(args.adjustments) if args.adjustments else None)
+    except IntakeError as exc:
+        print(f"wiregrade: {exc}", file=sys.stderr)
+        return ExitCode.USAGE
+    print(f"Rendered {len(results)} results in {args.out} (nothing was run).")
+    return ExitCode.OK
 
 
 def cmd_samples(args: argparse.Namespace) -> int:
@@ -282,8 +315,20 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("submissions")
     g.add_argument("--out", required=True)
     g.add_argument("--jobs", type=int, default=max(1, (os.cpu_count() or 2)))
+    g.add_argument("--force", action="store_true", help="grade again even what the store has already")
+    g.add_argument(
+        "--only", action="append", metavar="STUDENT", help="regrade this student alone (repeatable)"
+    )
+    g.add_argument("--adjustments", help="CSV of student,points,reason applied in the gradebook")
     session_flags(g)
     g.set_defaults(fn=cmd_grade)
+
+    rp = sub.add_parser(
+        "report", help="render every report, the gradebook and class page again from OUT's store"
+    )
+    rp.add_argument("out")
+    rp.add_argument("--adjustments", help="CSV of student,points,reason applied in the gradebook")
+    rp.set_defaults(fn=cmd_report)
 
     s = sub.add_parser("samples", help="make the reference and sample submissions (with fresh keys)")
     s.add_argument("id")

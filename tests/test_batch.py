@@ -1,0 +1,191 @@
+"""Instructor batches: intake of archives and LMS exports, the store, resume, regrade, re-render,
+manual adjustments, and a kill -9 in the middle."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tarfile
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from harness._assignment import load_assignment
+from harness._runner import IntakeError, grade_batch, intake, rerender, safe_unpack
+from tests.conftest import ROOT, Exercises, needs_tshark
+
+
+def make_tar(path: Path, members: dict[str, bytes], link: tuple[str, str] | None = None) -> None:
+    with tarfile.open(path, "w:gz") as tf:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+        if link:
+            info = tarfile.TarInfo(link[0])
+            info.type = tarfile.SYMTYPE
+            info.linkname = link[1]
+            tf.addfile(info)
+
+
+def test_archives_are_unpacked_safely(tmp_path: Path) -> None:
+    make_tar(tmp_path / "ok.tar.gz", {"wrap/server.py": b"print(1)\n"})
+    assert (safe_unpack(tmp_path / "ok.tar.gz", tmp_path / "ok") / "server.py").read_bytes() == b"print(1)\n"
+    make_tar(tmp_path / "up.tar.gz", {"../../escaped.py": b"x"})
+    with pytest.raises(IntakeError, match="unsafe path"):
+        safe_unpack(tmp_path / "up.tar.gz", tmp_path / "up")
+    make_tar(tmp_path / "ln.tar.gz", {"a.py": b"x"}, link=("etc", "/etc"))
+    with pytest.raises(IntakeError, match="link"):
+        safe_unpack(tmp_path / "ln.tar.gz", tmp_path / "ln")
+    with zipfile.ZipFile(tmp_path / "abs.zip", "w") as zf:
+        zf.writestr("/tmp/abs.py", "x")
+    with pytest.raises(IntakeError, match="unsafe path"):
+        safe_unpack(tmp_path / "abs.zip", tmp_path / "abs")
+    (tmp_path / "junk.zip").write_bytes(b"\x00garbage" * 100)
+    with pytest.raises(IntakeError, match="not a valid archive"):
+        safe_unpack(tmp_path / "junk.zip", tmp_path / "junk")
+    assert not (tmp_path / "escaped.py").exists() and not (tmp_path.parent / "escaped.py").exists()
+
+
+def test_an_archive_too_big_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("harness._runner.MAX_UNPACKED", 1000)
+    with zipfile.ZipFile(tmp_path / "bomb.zip", "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("big.txt", "0" * 100_000)  # 100 kB of zeros compress to almost nothing
+    with pytest.raises(IntakeError, match="would unpack to 100,000 bytes"):
+        safe_unpack(tmp_path / "bomb.zip", tmp_path / "bomb")
+    assert not (tmp_path / "bomb").exists()
+
+
+def test_lms_exports_name_students(tmp_path: Path) -> None:
+    subs = tmp_path / "subs"
+    (subs / "Jane Doe_12345_assignsubmission_file_" / "inner").mkdir(parents=True)
+    (subs / "Jane Doe_12345_assignsubmission_file_" / "inner" / "server.py").write_text("x")
+    (subs / "submission_777").mkdir()
+    (subs / "submission_metadata.yml").write_text(
+        "submission_777:\n  :submitters:\n  - :name: Sam Roe\n    :sid: s0042\n    :email: sam@example.edu\n"
+    )
+    ready, refused = intake(subs, tmp_path / "work")
+    assert sorted(ready) == ["Jane_Doe_12345", "s0042"] and refused == {}
+    assert ready["Jane_Doe_12345"].name == "inner"  # a single wrapping folder is flattened
+
+
+def gradebook(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return [{k: v for k, v in row.items() if k != "duration_s"} for row in csv.DictReader(f)]
+
+
+@pytest.fixture
+def three(exercises: Exercises, tmp_path: Path) -> Path:
+    subs = tmp_path / "subs"
+    for name in ("reference", "lecture", "plaintext"):
+        shutil.copytree(exercises.submissions("tls-server") / name, subs / name)
+    return subs
+
+
+@needs_tshark
+@pytest.mark.slow
+def test_resume_regrade_one_force_and_rerender(three: Path, tmp_path: Path) -> None:
+    a = load_assignment("tls-server")
+    out = tmp_path / "out"
+    graded: list[str] = []
+
+    def grade(**kw: object) -> list[str]:
+        graded.clear()
+        grade_batch(a, three, out, 2, progress=lambda d, t, r: graded.append(r.student), **kw)  # type: ignore[arg-type]
+        return sorted(graded)
+
+    assert grade() == ["lecture", "plaintext", "reference"]
+    first = gradebook(out / "gradebook.csv")
+    assert grade() == []  # same files, same grader: nothing to do
+    assert gradebook(out / "gradebook.csv") == first
+    (three / "lecture" / "notes.txt").write_text("changed")
+    assert grade() == ["lecture"]  # only what changed
+    assert grade(only={"plaintext"}) == ["plaintext"]
+    assert grade(force=True) == ["lecture", "plaintext", "reference"]
+    # re-render from the store alone: reports come back, nothing runs
+    (out / "index.html").unlink()
+    shutil.rmtree(out / "reference")
+    rerender(out)
+    assert (out / "index.html").is_file() and (out / "reference" / "report.html").is_file()
+    assert gradebook(out / "gradebook.csv") == first
+    with sqlite3.connect(out / "wiregrade.db") as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert db.execute("SELECT COUNT(*) FROM results").fetchone()[0] == 3
+
+
+@needs_tshark
+@pytest.mark.slow
+def test_adjustments_apply_and_survive_a_regrade(three: Path, tmp_path: Path) -> None:
+    adj = tmp_path / "adjustments.csv"
+    adj.write_text("student,points,reason\nlecture,-2,late by a day\nlecture,+1,good comments\n")
+    a = load_assignment("tls-server")
+    for force in (False, True):
+        grade_batch(a, three, tmp_path / "out", 2, force=force, adjustments=adj)
+        rows = {r["student"]: r for r in gradebook(tmp_path / "out" / "gradebook.csv")}
+        assert rows["lecture"]["score"] == "18" and rows["lecture"]["final"] == "17"
+        assert rows["lecture"]["adjustment_reason"] == "-2 late by a day; +1 good comments"
+        assert rows["reference"]["final"] == "25"
+
+
+def session_processes() -> list[str]:
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cwd = os.readlink(f"/proc/{pid}/cwd")
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if "wiregrade-session-" in cwd or b"harness._session" in cmd:
+            found.append(f"{pid} {cwd}")
+    return found
+
+
+@needs_tshark
+@pytest.mark.slow
+def test_kill_9_mid_batch_then_rerun_equals_an_uninterrupted_run(
+    exercises: Exercises, tmp_path: Path
+) -> None:
+    subs = tmp_path / "subs"
+    for i, name in enumerate(
+        ["reference", "lecture", "plaintext", "good", "allows-tls10", "wrong-certificate"]
+    ):
+        shutil.copytree(exercises.submissions("tls-server") / name, subs / f"s{i}-{name}")
+    cmd = [sys.executable, "-m", "harness", "grade", "tls-server", str(subs), "--jobs", "1", "--out"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    victim = subprocess.Popen(
+        [*cmd, str(tmp_path / "out")], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    db = tmp_path / "out" / "wiregrade.db"
+    deadline = time.monotonic() + 120
+    rows = 0
+    while rows < 2 and time.monotonic() < deadline and victim.poll() is None:
+        time.sleep(0.2)  # polling the store for progress, bounded by the deadline
+        if db.exists():
+            with sqlite3.connect(db) as c:
+                try:
+                    rows = c.execute("SELECT COUNT(*) FROM results").fetchone()[0]
+                except sqlite3.OperationalError:
+                    rows = 0
+    assert victim.poll() is None and rows >= 2, "the batch finished before it could be killed"
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    deadline = time.monotonic() + 15
+    while session_processes() and time.monotonic() < deadline:
+        time.sleep(0.1)  # the session and its student programs die with the grader (PDEATHSIG)
+    assert session_processes() == []
+    subprocess.run(
+        [*cmd, str(tmp_path / "out")], cwd=ROOT, env=env, check=True, capture_output=True, timeout=300
+    )
+    subprocess.run(
+        [*cmd, str(tmp_path / "clean")], cwd=ROOT, env=env, check=True, capture_output=True, timeout=300
+    )
+    assert gradebook(tmp_path / "out" / "gradebook.csv") == gradebook(tmp_path / "clean" / "gradebook.csv")
+    assert len(gradebook(tmp_path / "out" / "gradebook.csv")) == 6
