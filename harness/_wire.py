@@ -316,11 +316,19 @@ class RelayWire(Wire):
                 csock, caddr = lsock.accept()
             except OSError:
                 return
+            # Connect upstream here, in accept order: a server that serves one client must see
+            # the clients in the order they came, as it would without the relay.
+            ssock: socket.socket | None = None
+            try:
+                ssock = socket.create_connection((LOOPBACK, target), timeout=5)
+                ssock.settimeout(None)
+            except OSError:
+                ssock = None
             threading.Thread(
-                target=self._serve, args=(csock, caddr[1], target, shown or target), daemon=True
+                target=self._serve, args=(csock, ssock, caddr[1], shown or target), daemon=True
             ).start()
 
-    def _serve(self, csock: socket.socket, cport: int, target: int, shown: int) -> None:
+    def _serve(self, csock: socket.socket, ssock: socket.socket | None, cport: int, shown: int) -> None:
         client, server = (LOOPBACK, cport), (LOOPBACK, shown)
         seq = {client: random.getrandbits(32), server: random.getrandbits(32)}
 
@@ -331,10 +339,7 @@ class RelayWire(Wire):
 
         self.log.add(make_frame(time.time(), client, server, seq[client], 0, SYN))
         seq[client] += 1
-        try:
-            ssock = socket.create_connection((LOOPBACK, target), timeout=5)
-            ssock.settimeout(None)
-        except OSError:
+        if ssock is None:  # refused upstream: the client sees the reset it would have seen
             emit(server, RST | ACK)
             _abort(csock)
             return

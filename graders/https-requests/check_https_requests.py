@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from support import (
     Fetch,
+    Refuse,
     expect_output,
     fetch,
-    refusal,
 )
 
 import harness
@@ -57,15 +57,8 @@ def test_not_found(grading: GradingContext, student: Launcher, pki: GraderPKI, t
     points=4,
     expected="No request reaches the server; exit code not 0.",
 )
-def test_refuses_untrusted(
-    grading: GradingContext,
-    student: Launcher,
-    pki: GraderPKI,
-    token: str,
-    hello: Shared[Fetch],
-    evidence: harness.EvidenceRecorder,
-) -> None:
-    refusal(grading, student, pki, token, hello, "untrusted", "certificate is signed by another CA", evidence)
+def test_refuses_untrusted(refuse: Refuse) -> None:
+    refuse("untrusted", "certificate is signed by another CA")
 
 
 @check(
@@ -73,15 +66,8 @@ def test_refuses_untrusted(
     points=4,
     expected="No request reaches the server; exit code not 0.",
 )
-def test_refuses_wrong_host(
-    grading: GradingContext,
-    student: Launcher,
-    pki: GraderPKI,
-    token: str,
-    hello: Shared[Fetch],
-    evidence: harness.EvidenceRecorder,
-) -> None:
-    refusal(grading, student, pki, token, hello, "wrong-host", "certificate names another host", evidence)
+def test_refuses_wrong_host(refuse: Refuse) -> None:
+    refuse("wrong-host", "certificate names another host")
 
 
 @check(

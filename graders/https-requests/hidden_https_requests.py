@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 from support import (
-    Fetch,
-    refusal,
+    Refuse,
 )
 
-import harness
-from harness import GraderPKI, GradingContext, Launcher, Shared, check
+from harness import check
 
 # --- hidden checks ------------------------------------------------------------------------
 
@@ -19,15 +17,8 @@ from harness import GraderPKI, GradingContext, Launcher, Shared, check
     visibility="hidden",
     expected="No request reaches the server; exit code not 0.",
 )
-def test_refuses_expired(
-    grading: GradingContext,
-    student: Launcher,
-    pki: GraderPKI,
-    token: str,
-    hello: Shared[Fetch],
-    evidence: harness.EvidenceRecorder,
-) -> None:
-    refusal(grading, student, pki, token, hello, "expired", "certificate expired yesterday", evidence)
+def test_refuses_expired(refuse: Refuse) -> None:
+    refuse("expired", "certificate expired yesterday")
 
 
 @check(
@@ -36,14 +27,5 @@ def test_refuses_expired(
     visibility="hidden",
     expected="No request reaches the server; exit code not 0.",
 )
-def test_refuses_not_yet_valid(
-    grading: GradingContext,
-    student: Launcher,
-    pki: GraderPKI,
-    token: str,
-    hello: Shared[Fetch],
-    evidence: harness.EvidenceRecorder,
-) -> None:
-    refusal(
-        grading, student, pki, token, hello, "not-yet-valid", "certificate is valid from tomorrow", evidence
-    )
+def test_refuses_not_yet_valid(refuse: Refuse) -> None:
+    refuse("not-yet-valid", "certificate is valid from tomorrow")

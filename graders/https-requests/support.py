@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
@@ -115,3 +116,23 @@ def refusal(
             f"{said[:200]!r} on stderr.",
             expected="exit code not 0 and a message on stderr",
         )
+
+
+Refuse = Callable[[str, str], None]
+
+
+@pytest.fixture
+def refuse(
+    grading: GradingContext,
+    student: Launcher,
+    pki: GraderPKI,
+    token: str,
+    hello: Shared[Fetch],
+    evidence: harness.EvidenceRecorder,
+) -> Refuse:
+    """refuse(variant, lie): run the refusal check against that lying server."""
+
+    def run(variant: str, lie: str) -> None:
+        refusal(grading, student, pki, token, hello, variant, lie, evidence)
+
+    return run

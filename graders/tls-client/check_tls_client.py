@@ -10,14 +10,14 @@ verifying. What the client did is read from its exit code and output, and from t
 from __future__ import annotations
 
 from support import (
+    Refuse,
     Run,
     printed,
-    refusal,
     require_good,
 )
 
 import harness
-from harness import GraderPKI, GradingContext, Launcher, Shared, check, fail
+from harness import GradingContext, Shared, check, fail
 
 # --- public checks ------------------------------------------------------------------------
 
@@ -81,17 +81,8 @@ def test_sni(good: Shared[Run], grading: GradingContext, evidence: harness.Evide
     points=3,
     expected="Exit code not 0 and none of the server's data printed.",
 )
-def test_refuses_untrusted(
-    grading: GradingContext,
-    student: Launcher,
-    pki: GraderPKI,
-    payload: tuple[bytes, ...],
-    good: Shared[Run],
-    evidence: harness.EvidenceRecorder,
-) -> None:
-    refusal(
-        grading, student, pki, payload, good, "untrusted", "certificate is signed by another CA", evidence
-    )
+def test_refuses_untrusted(refuse: Refuse) -> None:
+    refuse("untrusted", "certificate is signed by another CA")
 
 
 @check(
@@ -99,24 +90,8 @@ def test_refuses_untrusted(
     points=3,
     expected="Exit code not 0 and none of the server's data printed.",
 )
-def test_refuses_wrong_host(
-    grading: GradingContext,
-    student: Launcher,
-    pki: GraderPKI,
-    payload: tuple[bytes, ...],
-    good: Shared[Run],
-    evidence: harness.EvidenceRecorder,
-) -> None:
-    refusal(
-        grading,
-        student,
-        pki,
-        payload,
-        good,
-        "wrong-host",
-        f"certificate is for not-{grading.assignment.host}",
-        evidence,
-    )
+def test_refuses_wrong_host(refuse: Refuse, grading: GradingContext) -> None:
+    refuse("wrong-host", f"certificate is for not-{grading.assignment.host}")
 
 
 @check(
@@ -124,15 +99,8 @@ def test_refuses_wrong_host(
     points=3,
     expected="Exit code not 0 and none of the server's data printed.",
 )
-def test_refuses_expired(
-    grading: GradingContext,
-    student: Launcher,
-    pki: GraderPKI,
-    payload: tuple[bytes, ...],
-    good: Shared[Run],
-    evidence: harness.EvidenceRecorder,
-) -> None:
-    refusal(grading, student, pki, payload, good, "expired", "certificate expired yesterday", evidence)
+def test_refuses_expired(refuse: Refuse) -> None:
+    refuse("expired", "certificate expired yesterday")
 
 
 @check(

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from support import (
-    Run,
-    refusal,
+    Refuse,
 )
 
 import harness
-from harness import GraderPKI, GradingContext, Launcher, Shared, check
+from harness import check
 
 # --- hidden checks ------------------------------------------------------------------------
 
@@ -19,17 +18,8 @@ from harness import GraderPKI, GradingContext, Launcher, Shared, check
     visibility="hidden",
     expected="Exit code not 0 and none of the server's data printed.",
 )
-def test_refuses_not_yet_valid(
-    grading: GradingContext,
-    student: Launcher,
-    pki: GraderPKI,
-    payload: tuple[bytes, ...],
-    good: Shared[Run],
-    evidence: harness.EvidenceRecorder,
-) -> None:
-    refusal(
-        grading, student, pki, payload, good, "not-yet-valid", "certificate is valid from tomorrow", evidence
-    )
+def test_refuses_not_yet_valid(refuse: Refuse) -> None:
+    refuse("not-yet-valid", "certificate is valid from tomorrow")
 
 
 @check(
@@ -38,14 +28,7 @@ def test_refuses_not_yet_valid(
     visibility="hidden",
     expected="Exit code not 0 and none of the server's data printed.",
 )
-def test_refuses_old_tls(
-    grading: GradingContext,
-    student: Launcher,
-    pki: GraderPKI,
-    payload: tuple[bytes, ...],
-    good: Shared[Run],
-    evidence: harness.EvidenceRecorder,
-) -> None:
+def test_refuses_old_tls(refuse: Refuse) -> None:
     if (why := harness.legacy_tls_unavailable()) is not None:
         raise harness.HarnessError(f"the grader cannot serve TLS 1.0/1.1 on this machine: {why}")
-    refusal(grading, student, pki, payload, good, "old-tls", "only speaks TLS 1.0 and 1.1", evidence)
+    refuse("old-tls", "only speaks TLS 1.0 and 1.1")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
@@ -123,3 +124,23 @@ def refusal(
             hint="Use create_default_context(Purpose.SERVER_AUTH, cafile=CAFILE) and wrap_socket(..., "
             "server_hostname=HOST); never set CERT_NONE or check_hostname = False.",
         )
+
+
+Refuse = Callable[[str, str], None]
+
+
+@pytest.fixture
+def refuse(
+    grading: GradingContext,
+    student: Launcher,
+    pki: GraderPKI,
+    payload: tuple[bytes, ...],
+    good: Shared[Run],
+    evidence: harness.EvidenceRecorder,
+) -> Refuse:
+    """refuse(variant, lie): run the refusal check against that lying server."""
+
+    def run(variant: str, lie: str) -> None:
+        refusal(grading, student, pki, payload, good, variant, lie, evidence)
+
+    return run
