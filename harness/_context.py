@@ -18,12 +18,23 @@ from ._errors import CheckFailed, HarnessError
 from ._isolation import Isolation
 from ._process import Limits, StudentProcess, clean_environment
 from ._results import Evidence
+from ._user import StudentUser, chown_tree
 from ._wire import Wire, open_wire
 
 T = TypeVar("T")
 
 # Set by the session runner before pytest starts (it entered the namespace itself).
 _ISOLATION = Isolation("none", "not started by wiregrade's session runner")
+_STUDENT_USER: StudentUser | None = None
+
+
+def set_student_user(user: StudentUser | None) -> None:
+    global _STUDENT_USER
+    _STUDENT_USER = user
+
+
+def current_student_user() -> StudentUser | None:
+    return _STUDENT_USER
 
 
 def set_isolation(iso: Isolation) -> None:
@@ -86,6 +97,23 @@ class GradingContext:
             raise HarnessError(f"could not copy the submission {self.original}: {exc}") from exc
         self._wire: Wire | None = None
         self.port = self._choose_port(self.assignment.port)
+        self.student_user = current_student_user()
+        if self.student_user is not None and self.student_user.uid >= 0:
+            self.workdir.chmod(0o711)  # the student may pass through to its copy, and see nothing else
+            chown_tree(self.submission, self.student_user)
+            self.submission.chmod(0o700)  # ... and no other session's student may look in
+
+    def student_env(self) -> dict[str, str]:
+        env = clean_environment(self.submission)
+        if self.student_user is not None and self.student_user.pythonpath:
+            env["PYTHONPATH"] = self.student_user.pythonpath
+            env["PATH"] = os.pathsep.join([str(Path(self.student_user.python).parent), env["PATH"]])
+        return env
+
+    def hand_over(self, path: Path) -> Path:
+        """A file the grader put in the submission becomes the student's (their programs read it)."""
+        chown_tree(path, self.student_user)
+        return path
 
     def _choose_port(self, handout_port: int) -> int:
         """The handout's port inside a private namespace; outside, that port if free."""
@@ -139,7 +167,9 @@ class Launcher:
                 expected=f"a file named {program} at the top of the submission",
                 hint="Check the file name and that it is not inside a sub-folder.",
             )
-        interpreter = ["bash"] if program.endswith(".sh") else [sys.executable]
+        user = self.ctx.student_user
+        python = user.python if user else sys.executable
+        interpreter = ["bash"] if program.endswith(".sh") else [python]
         argv: Sequence[str] = [*interpreter, program, *args]
         stdin_file = None
         if stdin is not None:
@@ -148,10 +178,11 @@ class Launcher:
         proc = StudentProcess(
             argv,
             cwd=self.ctx.submission,
-            env=clean_environment(self.ctx.submission),
+            env=self.ctx.student_env(),
             limits=limits or self.ctx.assignment.limits,
             label=f"{program} {' '.join(args)}".strip(),
             stdin=stdin_file,
+            user=user,
         )
         self.processes.append(proc)
         return proc.start()
@@ -161,9 +192,10 @@ class Launcher:
         proc = StudentProcess(
             list(argv),
             cwd=self.ctx.submission,
-            env=clean_environment(self.ctx.submission),
+            env=self.ctx.student_env(),
             limits=self.ctx.assignment.limits,
             label=label,
+            user=self.ctx.student_user,
         )
         self.processes.append(proc)
         return proc.start()

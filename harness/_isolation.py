@@ -117,8 +117,6 @@ def map_host_names(names: list[str], workdir: str) -> str:
     wanted = [n for n in names if n and n not in ("localhost", "127.0.0.1")]
     if not wanted or all(_resolves_to_loopback(n) for n in wanted):
         return "the host names already resolve to 127.0.0.1"
-    _unshare(CLONE_NEWNS)
-    _mount(None, "/", _MS_REC | _MS_PRIVATE)  # our mounts stay ours
     try:
         with open("/etc/hosts") as f:
             current = f.read()
@@ -138,3 +136,41 @@ def _resolves_to_loopback(name: str) -> bool:
         return all(info[4][0] == "127.0.0.1" for info in socket.getaddrinfo(name, None, socket.AF_INET))
     except OSError:
         return False
+
+
+_MNT_DETACH = 2
+_HIDDEN: list[str] = []
+
+
+def private_mounts() -> None:
+    """A mount namespace of our own: what we mount (a hosts file, hidings) stays ours."""
+    _unshare(CLONE_NEWNS)
+    _mount(None, "/", _MS_REC | _MS_PRIVATE)
+
+
+def hide(paths: list[str], keep: list[str]) -> list[str]:
+    """Cover each of ``paths`` with an empty read-only tmpfs, for us and every child.
+
+    Used once the grader is loaded, so that student programs cannot read the graders, the
+    solutions, the store or other students' work. A path that holds any of ``keep`` (the
+    Python that runs students, the session's own folder) is left alone. Returns what was hidden.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    done = []
+    for p in dict.fromkeys(os.path.realpath(x) for x in paths):
+        if not os.path.isdir(p) or any(k == p or k.startswith(p + os.sep) for k in keep):
+            continue
+        if (
+            libc.mount(b"wiregrade-hidden", p.encode(), b"tmpfs", ctypes.c_ulong(1), b"size=4k,mode=0555")
+            == 0
+        ):
+            _HIDDEN.append(p)
+            done.append(p)
+    return done
+
+
+def unhide() -> None:
+    """Lift the covers (the session writes its results into one of the hidden folders)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    while _HIDDEN:
+        libc.umount2(_HIDDEN.pop().encode(), _MNT_DETACH)

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from ._errors import CheckFailed, HarnessError, StudentTimeout
 from ._timing import timed
+from ._user import StudentUser
 
 # Processes the harness itself started and keeps (dumpcap, relays): never reaped as orphans.
 _HARNESS_PIDS: set[int] = set()
@@ -79,7 +80,7 @@ class Limits:
     processes: int = 256
     output_bytes: int = 64 << 10
 
-    def preexec(self) -> Callable[[], None]:
+    def preexec(self, user: StudentUser | None = None) -> Callable[[], None]:
         """The function that applies these limits in the child, between fork and exec.
 
         RLIMIT_NPROC counts every process (and thread) of the real user, not just this
@@ -87,7 +88,8 @@ class Limits:
         ``processes``: a student at a busy desktop is not refused a thread, and a fork bomb
         still stops. (As root it holds nothing; students then need their own user.)
         """
-        nproc = self.processes + _processes_of(os.getuid())
+        drop = user.preexec_drop if user is not None and user.uid >= 0 else None
+        nproc = self.processes + _processes_of(user.uid if drop and user else os.getuid())
         cpu, mem, fsize = self.cpu_seconds, self.memory_bytes, self.file_bytes
         libc = ctypes.CDLL(None, use_errno=True)  # loaded here: the child only calls it
 
@@ -99,8 +101,30 @@ class Limits:
             resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
             resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
             resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
+            if drop is not None:
+                drop()
 
         return apply
+
+
+def kill_user(uid: int) -> None:
+    """SIGKILL every process of ``uid`` (a session's student user), in rounds until none is left."""
+    for _ in range(20):
+        found: list[int] = []
+        for name in os.listdir("/proc"):
+            if name.isdigit():
+                try:
+                    with open(f"/proc/{name}/status") as f:
+                        if any(ln.startswith("Uid:") and int(ln.split()[1]) == uid for ln in f):
+                            found.append(int(name))
+                except (OSError, ValueError):
+                    continue
+        for victim in found:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(victim, signal.SIGKILL)
+        if not found:
+            return
+        time.sleep(0.01)  # let the kernel deliver before looking again (bounded: 20 rounds)
 
 
 def _processes_of(uid: int) -> int:
@@ -328,6 +352,7 @@ class StudentProcess:
     started_at: float = 0.0
     killed_by_grader: bool = False
     stdin: Path | None = None  # a file to read as standard input (else stdin is closed)
+    user: StudentUser | None = None  # run as this unprivileged user (None: as we are)
 
     def __post_init__(self) -> None:
         self.stdout = CappedOutput(self.limits.output_bytes)
@@ -350,7 +375,7 @@ class StudentProcess:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 start_new_session=True,
-                preexec_fn=self.limits.preexec(),
+                preexec_fn=self.limits.preexec(self.user),
                 close_fds=True,
             )
         except (OSError, subprocess.SubprocessError) as exc:
@@ -497,6 +522,8 @@ class StudentProcess:
                     os.kill(p, signal.SIGKILL)
             if not tree or tree == {pid}:
                 break
+        if self.user is not None and self.user.uid >= 0:
+            kill_user(self.user.uid)  # whatever escaped the tree: that uid is the student's alone
         with contextlib.suppress(subprocess.TimeoutExpired):
             self._popen.wait(5)
         _LIVE_STUDENT_PIDS.discard(pid)

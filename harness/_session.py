@@ -23,6 +23,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--visibility", default="all", choices=("all", "public"))
     ap.add_argument("--wire", default="auto", choices=("auto", "dumpcap", "relay"))
     ap.add_argument("--isolation", default="auto", choices=("auto", "off"))
+    ap.add_argument(
+        "--student-user",
+        default="auto",
+        choices=("auto", "off"),
+        help="as root: run student programs as an unprivileged uid (auto) or as root (off)",
+    )
     ap.add_argument("-k", dest="keyword", default=None, help="only checks matching (debugging)")
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args(argv)
@@ -39,9 +45,10 @@ def main(argv: list[str] | None = None) -> int:
         import tempfile
 
         from ._assignment import load_assignment as _load
-        from ._isolation import map_host_names
+        from ._isolation import map_host_names, private_mounts
 
         try:
+            private_mounts()
             names_note = map_host_names(
                 [_load(args.assignment).host], tempfile.mkdtemp(prefix="wiregrade-ns-")
             )
@@ -67,10 +74,14 @@ def main(argv: list[str] | None = None) -> int:
     import pytest
 
     from ._assignment import load_assignment
-    from ._context import set_isolation
+    from ._context import set_isolation, set_student_user
+    from ._user import choose_student_user
 
-    if names_note:
-        iso = replace(iso, detail=f"{iso.detail}; {names_note}")
+    user = choose_student_user(args.student_user)
+    set_student_user(user)
+    notes = [n for n in (names_note, user.note if user else "") if n]
+    if notes:
+        iso = replace(iso, detail="; ".join([iso.detail, *notes]))
     set_isolation(iso)
     assignment = load_assignment(args.assignment)
     pytest_args = [

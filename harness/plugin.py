@@ -7,8 +7,10 @@ reports and writes once, at the end of the session.
 
 from __future__ import annotations
 
+import os
 import platform
 import shutil
+import sys
 import time
 import traceback
 from collections.abc import Generator, Iterator
@@ -20,8 +22,9 @@ import pytest
 
 from ._assignment import Assignment, load_assignment
 from ._checks import MARKER, CheckSpec, spec_of
-from ._context import EvidenceRecorder, GradingContext, Launcher
+from ._context import EvidenceRecorder, GradingContext, Launcher, current_student_user
 from ._errors import CheckFailed, HarnessError, StudentTimeout
+from ._isolation import hide, unhide
 from ._results import CheckResult, Environment, Outcome, SubmissionResult, Visibility
 from ._servers import GraderPKI
 from ._timing import snapshot as timing_snapshot
@@ -39,6 +42,7 @@ class _State:
     results: dict[str, CheckResult] = field(default_factory=dict)
     collect_errors: list[str] = field(default_factory=list)
     ctx: GradingContext | None = None
+    hidden: list[str] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
 
 
@@ -138,6 +142,32 @@ def pytest_collection_modifyitems(
             items[:] = [i for i in items if i not in hidden_items]
 
 
+def _hide_from_students(st: _State, ctx: GradingContext) -> None:
+    """Once the grader is loaded and the submission copied, cover what students must not read.
+
+    Instructor grading only (a self-check has nothing to hide from its student): the graders
+    (hidden checks included), the solutions, the project's tests, the other submissions and
+    the batch's output and store. Needs the session's private mount namespace.
+    """
+    if st.visibility != "all" or not ctx.isolation.private_network:
+        return
+    root = st.assignment.root
+    user = current_student_user()
+    keep = [
+        os.path.realpath(p)
+        for p in (sys.prefix, sys.executable, Path(__file__).parent, ctx.workdir)
+    ]
+    if user is not None:
+        keep += [os.path.realpath(user.python)] + [
+            os.path.realpath(p) for p in user.pythonpath.split(os.pathsep) if p
+        ]
+    targets = [root / d for d in ("graders", "reference", "tests", "assignments")]
+    targets.append(st.submission.parent)
+    if st.out is not None:
+        targets.append(st.out.resolve().parent)
+    st.hidden = hide([str(t) for t in targets], keep)
+
+
 class _CollectWatcher:
     """Remembers collection errors: a grader that fails to import is a harness error."""
 
@@ -158,6 +188,7 @@ def grading(request: pytest.FixtureRequest) -> Iterator[GradingContext]:
     st = _state(request.config)
     ctx = GradingContext(st.assignment, st.submission, st.student, st.wire_choice)
     st.ctx = ctx
+    _hide_from_students(st, ctx)
     try:
         yield ctx
     finally:
@@ -179,7 +210,7 @@ def wire(grading: GradingContext) -> Wire:
 def pki(grading: GradingContext) -> GraderPKI:
     """The grader's certificates for this session; the CA is also in the submission as ca.crt."""
     pki = GraderPKI(grading.assignment.host, grading.workdir)
-    shutil.copyfile(pki.ca_file, grading.submission / "ca.crt")
+    grading.hand_over(shutil.copyfile(pki.ca_file, grading.submission / "ca.crt"))
     return pki
 
 
@@ -286,6 +317,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     st = session.config.stash.get(STATE, None)
     if st is None or st.out is None:
         return
+    unhide()  # our results go into one of the covered folders
     st.out.mkdir(parents=True, exist_ok=True)
     harness_error = ""
     if st.collect_errors:

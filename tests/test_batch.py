@@ -189,3 +189,118 @@ def test_kill_9_mid_batch_then_rerun_equals_an_uninterrupted_run(
     )
     assert gradebook(tmp_path / "out" / "gradebook.csv") == gradebook(tmp_path / "clean" / "gradebook.csv")
     assert len(gradebook(tmp_path / "out" / "gradebook.csv")) == 6
+
+
+PEEK_GRADER = """
+from harness import check
+
+@check(title="Runs the peek", points=1)
+def test_peek(student, evidence):
+    proc = student.run("peek.py", timeout=20)
+    evidence.text("peek", proc.stdout.text())
+    evidence.text("whoami", str(proc.returncode))
+"""
+
+PEEK_HIDDEN = """
+from harness import check
+
+@check(title="A hidden check", points=1, visibility="hidden")
+def test_secret():
+    assert "TOP-SECRET-ANSWER"
+"""
+
+PEEK = """
+import os
+for target in open("targets.txt").read().split():
+    try:
+        data = open(target).read()
+        print("LEAK", target, data[:30].replace(chr(10), " "))
+    except OSError as exc:
+        print("BLOCKED", target, type(exc).__name__)
+print("UID", os.getuid())
+"""
+
+
+def test_student_programs_see_no_grader_no_store_no_other_student(
+    monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
+    import tempfile
+
+    from tests.test_plugin import make_project
+
+    # Everything world-readable on purpose: what protects it must be the hiding, not modes.
+    tmp_path = Path(tempfile.mkdtemp(prefix="wiregrade-peek-"))
+    tmp_path.chmod(0o755)
+    request.addfinalizer(lambda: shutil.rmtree(tmp_path, ignore_errors=True))
+    root = tmp_path / "project"
+    make_project(root, PEEK_GRADER, total=2, hidden=PEEK_HIDDEN)
+    (root / "assignments/boom/assignment.toml").write_text(
+        (root / "assignments/boom/assignment.toml")
+        .read_text()
+        .replace("hidden_points = 2", "hidden_points = 1")
+    )
+    monkeypatch.setenv("WIREGRADE_HOME", str(root))
+    subs = tmp_path / "subs"
+    out = tmp_path / "out"
+    for name in ("alice", "bob"):
+        (subs / name).mkdir(parents=True)
+        (subs / name / "peek.py").write_text(PEEK)
+        (subs / name / "diary.txt").write_text(f"{name}'s private answers")
+    targets = [root / "graders/boom/hidden_boom.py", subs / "bob" / "diary.txt", out / "wiregrade.db"]
+    (subs / "alice" / "targets.txt").write_text("\n".join(map(str, targets)))
+    (subs / "bob" / "targets.txt").write_text(str(subs / "alice" / "diary.txt"))
+    results = {r.student: r for r in grade_batch(load_assignment("boom"), subs, out, 2)}
+    if results["alice"].environment.isolation == "none":
+        pytest.skip("no private namespaces here: nothing can be hidden (the report says so)")
+    for name, r in results.items():
+        seen = next(e.data for c in r.checks for e in c.evidence if e.title == "peek")
+        assert "LEAK" not in seen, seen
+        assert seen.count("FileNotFoundError") == (3 if name == "alice" else 1), seen  # covered
+        if os.geteuid() == 0:
+            assert "UID 0" not in seen  # never root
+    assert (out / "wiregrade.db").is_file()  # the store itself is fine: it was only hidden
+
+
+HOSTILE = {
+    "forkbomb": "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n",
+    "spinner": "while True:\n    pass\n",
+    "gigabyte": "import sys\nchunk = 'x' * (1 << 20)\nfor _ in range(1024):\n    sys.stdout.write(chunk)\n",
+    "never-listens": "import time\nwhile True:\n    time.sleep(1)\n",
+}
+
+
+@needs_tshark
+@pytest.mark.slow
+def test_a_hostile_batch_finishes_with_everyone_else_graded(exercises: Exercises, tmp_path: Path) -> None:
+    if os.geteuid() == 0 and not shutil.which("setpriv"):
+        pytest.skip("needs a way to run students unprivileged")
+    subs = tmp_path / "subs"
+    shutil.copytree(exercises.submissions("tls-server") / "reference", subs / "honest")
+    for name, code in HOSTILE.items():
+        shutil.copytree(exercises.submissions("tls-server") / "reference", subs / name)
+        (subs / name / "server.py").write_text(code)
+    with zipfile.ZipFile(subs / "slip.zip", "w") as zf:
+        zf.writestr("../../../slipped.py", "print('out')")
+    results = {r.student: r for r in grade_batch(load_assignment("tls-server"), subs, tmp_path / "out", 2)}
+    assert results["honest"].score == 25
+    assert results["slip"].refused and "unsafe path" in results["slip"].refused
+    for name in HOSTILE:
+        r = results[name]
+        assert not r.harness_error and not r.errors, (name, r.harness_error, [c.seen for c in r.errors])
+        assert r.score == 0, name
+    assert (
+        "did not listen" in results["spinner"].checks[0].seen
+        or "stopped before" in results["spinner"].checks[0].seen
+    )
+    rows = gradebook(tmp_path / "out" / "gradebook.csv")
+    assert sorted(r["student"] for r in rows) == sorted(["honest", "slip", *HOSTILE])
+    assert session_processes() == []
+    leftovers = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            uid = int(Path(f"/proc/{pid}/status").read_text().split("Uid:")[1].split()[0])
+        except (OSError, IndexError, ValueError):
+            continue
+        if uid >= 200_000:
+            leftovers.append(pid)
+    assert leftovers == []

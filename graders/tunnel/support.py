@@ -111,6 +111,7 @@ def backends(grading: GradingContext, pki: GraderPKI, token: str) -> Iterator[tu
     cert.cert_chain_pems[0].write_to_path(str(grading.submission / "server.crt"))
     cert.private_key_pem.write_to_path(str(grading.submission / "server.key"))
     os.chmod(grading.submission / "server.key", 0o600)
+    grading.hand_over(grading.submission / "server.key")  # stunnel and nginx run as the student
     relayed = grading.wire.info.backend == "relay"
     echo = EchoBackend(0 if relayed else port(grading, "echo_port"))
     app = AppBackend(0 if relayed else port(grading, "app_port"), token)
@@ -218,12 +219,15 @@ def start_nginx(ctx: GradingContext, launcher: Launcher) -> harness.StudentProce
     temp_paths = "\n".join(
         f"    {k}_temp_path {tmp}/{k};" for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
     )
+    as_root = os.geteuid() == 0 and (ctx.student_user is None or ctx.student_user.uid < 0)
     (ctx.submission / WRAPPER).write_text(
-        ("user root;\n" if os.geteuid() == 0 else "")
+        ("user root;\n" if as_root else "")
         + f"daemon off;\nworker_processes 1;\npid {tmp}/nginx.pid;\nerror_log stderr notice;\n"
         "events { worker_connections 64; }\n"
         f"http {{\n    access_log off;\n{temp_paths}\n    include {ctx.submission / conf};\n}}\n"
     )
+    ctx.hand_over(tmp)
+    ctx.hand_over(ctx.submission / WRAPPER)
     proc = launcher.start_system(
         [exe, "-p", str(ctx.submission), "-c", str(ctx.submission / WRAPPER), "-e", "stderr"],
         f"nginx with {conf}",

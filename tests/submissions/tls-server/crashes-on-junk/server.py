@@ -11,7 +11,7 @@ Differences from the slide, each one a check:
 
 import sys
 from socket import AF_INET, SO_REUSEADDR, SOCK_STREAM, SOL_SOCKET, socket
-from ssl import Purpose, SSLEOFError, TLSVersion, create_default_context
+from ssl import Purpose, SSLEOFError, SSLZeroReturnError, TLSVersion, create_default_context
 
 HOST = ''
 PORT = int(sys.argv[1]) if len(sys.argv) > 1 else 12345
@@ -33,7 +33,8 @@ while True:
         ssl_sock = context.wrap_socket(raw_sock, server_side=True)
         ssl_sock.sendall(MESSAGE.encode('utf-8'))
         raw_sock = ssl_sock.unwrap()  # sends close_notify, waits for the client's
-    except (SSLEOFError, ConnectionError) as exc:  # not ssl.SSLError: junk kills it
+    except (SSLEOFError, SSLZeroReturnError, ConnectionError) as exc:  # a dropped handshake, by version
+        # ... but not ssl.SSLError in general: junk kills it
         print(f'{address}: {exc}', file=sys.stderr)
     finally:
         raw_sock.close()

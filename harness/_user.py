@@ -1,0 +1,109 @@
+"""Who student programs run as: never root.
+
+When the grader is really root (an instructor's box, CI), each session picks an unprivileged
+uid of its own (so RLIMIT_NPROC contains a fork bomb, parallel sessions cannot signal each
+other, and nothing the student runs can read the grader's files). The student's Python must
+be runnable by that uid: the grader's own interpreter, or a system one of the same version
+with the grader's site-packages on PYTHONPATH (a pyenv under /root is not reachable). If no
+interpreter works, the session says so and runs students as root rather than not at all.
+
+In a user namespace (an ordinary user self-checking) students already run as that user.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+from dataclasses import dataclass
+from pathlib import Path
+
+FIRST_UID = 200_000  # far above any real account; no passwd entry is needed
+
+
+@dataclass(frozen=True)
+class StudentUser:
+    uid: int
+    gid: int
+    python: str
+    pythonpath: str  # "" when the interpreter finds its packages itself
+    note: str
+
+    def preexec_drop(self) -> None:  # runs in the child, last thing before exec
+        os.setgroups([])
+        os.setgid(self.gid)
+        os.setuid(self.uid)
+
+
+def _really_root() -> bool:
+    if os.geteuid() != 0:
+        return False
+    try:  # in a user namespace made by an ordinary user, uid 0 maps to that user
+        first = Path("/proc/self/uid_map").read_text().split()
+        return first[:2] == ["0", "0"]
+    except OSError:
+        return True
+
+
+def _works_as(uid: int, python: str, pythonpath: str) -> bool:
+    env = (
+        {"PATH": "/usr/bin:/bin", "HOME": "/", "PYTHONPATH": pythonpath}
+        if pythonpath
+        else {"PATH": "/usr/bin:/bin", "HOME": "/"}
+    )
+
+    def drop() -> None:
+        os.setgroups([])
+        os.setgid(uid)
+        os.setuid(uid)
+
+    try:
+        run = subprocess.run(
+            [python, "-c", "import ssl, cryptography.fernet, requests"],
+            env=env,
+            cwd="/",
+            preexec_fn=drop,
+            capture_output=True,
+            timeout=30,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return run.returncode == 0
+
+
+def choose_student_user(mode: str = "auto") -> StudentUser | None:
+    """The unprivileged user for this session's student programs, or None to run them as we are."""
+    if mode == "off" or not _really_root():
+        return None
+    uid = FIRST_UID + os.getpid() % 100_000
+    version = f"python{sys.version_info[0]}.{sys.version_info[1]}"
+    paths = os.pathsep.join(
+        dict.fromkeys([sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]])
+    )
+    candidates = [(sys.executable, "")]
+    for exe in (shutil.which(version, path="/usr/local/bin:/usr/bin"),):
+        if exe:
+            candidates.append((exe, paths))
+    for python, pythonpath in candidates:
+        if _works_as(uid, python, pythonpath):
+            return StudentUser(uid, uid, python, pythonpath, f"student programs run as uid {uid}, not root")
+    return StudentUser(
+        -1,
+        -1,
+        sys.executable,
+        "",
+        "student programs run as root: no Python of this version is reachable by an unprivileged user here",
+    )
+
+
+def chown_tree(path: Path, user: StudentUser | None) -> None:
+    """Give ``path`` (and all below it) to the student user, if there is one."""
+    if user is None or user.uid < 0:
+        return
+    os.chown(path, user.uid, user.gid, follow_symlinks=False)
+    if path.is_dir() and not path.is_symlink():
+        for p in path.rglob("*"):
+            os.chown(p, user.uid, user.gid, follow_symlinks=False)
