@@ -153,10 +153,7 @@ def _hide_from_students(st: _State, ctx: GradingContext) -> None:
         return
     root = st.assignment.root
     user = current_student_user()
-    keep = [
-        os.path.realpath(p)
-        for p in (sys.prefix, sys.executable, Path(__file__).parent, ctx.workdir)
-    ]
+    keep = [os.path.realpath(p) for p in (sys.prefix, sys.executable, Path(__file__).parent, ctx.workdir)]
     if user is not None:
         keep += [os.path.realpath(user.python)] + [
             os.path.realpath(p) for p in user.pythonpath.split(os.pathsep) if p
@@ -192,6 +189,7 @@ def grading(request: pytest.FixtureRequest) -> Iterator[GradingContext]:
     try:
         yield ctx
     finally:
+        unhide()  # before pytest's own ending, which returns to a folder that may be covered
         ctx.close()
 
 
