@@ -43,6 +43,7 @@ class _State:
     collect_errors: list[str] = field(default_factory=list)
     ctx: GradingContext | None = None
     hidden: list[str] = field(default_factory=list)
+    hidden_note: str = ""
     started: float = field(default_factory=time.monotonic)
 
 
@@ -149,7 +150,10 @@ def _hide_from_students(st: _State, ctx: GradingContext) -> None:
     (hidden checks included), the solutions, the project's tests, the other submissions and
     the batch's output and store. Needs the session's private mount namespace.
     """
-    if st.visibility != "all" or not ctx.isolation.private_network:
+    if st.visibility != "all":
+        return
+    if not ctx.isolation.private_network:
+        st.hidden_note = "graders and other submissions NOT hidden from student programs (no mount namespace)"
         return
     root = st.assignment.root
     user = current_student_user()
@@ -163,6 +167,9 @@ def _hide_from_students(st: _State, ctx: GradingContext) -> None:
     if st.out is not None:
         targets.append(st.out.resolve().parent)
     st.hidden = hide([str(t) for t in targets], keep)
+    st.hidden_note = (
+        f"graders, solutions and other submissions hidden from student programs ({len(st.hidden)} folders)"
+    )
 
 
 class _CollectWatcher:
@@ -332,7 +339,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         w = st.ctx._wire
         env = Environment(
             isolation=iso.kind,
-            isolation_detail=iso.detail,
+            isolation_detail="; ".join(filter(None, [iso.detail, st.hidden_note])),
             wire=w.info.backend if w else "not used",
             wire_detail=(w.info.detail if w else ""),
             python=platform.python_version(),
