@@ -115,10 +115,14 @@ def kill_user(uid: int) -> None:
             if name.isdigit():
                 try:
                     with open(f"/proc/{name}/status") as f:
-                        if any(ln.startswith("Uid:") and int(ln.split()[1]) == uid for ln in f):
-                            found.append(int(name))
+                        fields = dict(ln.split(":", 1) for ln in f if ":" in ln)
                 except (OSError, ValueError):
                     continue
+                # a zombie is dead already: waiting for its reaper, not for another signal
+                if int(fields.get("Uid", "-1").split()[0]) == uid and not fields.get(
+                    "State", ""
+                ).strip().startswith("Z"):
+                    found.append(int(name))
         for victim in found:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(victim, signal.SIGKILL)
