@@ -89,7 +89,8 @@ def choose_student_user(mode: str = "auto") -> StudentUser | None:
             candidates.append((exe, paths))
     for python, pythonpath in candidates:
         if _works_as(uid, python, pythonpath):
-            return StudentUser(uid, uid, python, pythonpath, f"student programs run as uid {uid}, not root")
+            note = f"student programs run as uid {uid}, not root, on {python}"
+            return StudentUser(uid, uid, python, pythonpath, note)
     return StudentUser(
         -1,
         -1,
