@@ -32,16 +32,21 @@ class Sample:
     description: str
     expect_failed: frozenset[str]
     certificates: tuple[dict[str, str], ...]
+    base: Path | None = None  # a folder this sample starts from (the reference, say)
+    replacements: tuple[dict[str, str], ...] = ()  # {file, old, new}: the sample's one mistake
 
 
 def load_sample(folder: Path) -> Sample:
     data = tomllib.loads((folder / SAMPLE_FILE).read_text())
+    base = data.get("base")
     return Sample(
         name=folder.name,
         source=folder,
         description=data.get("description", ""),
         expect_failed=frozenset(data.get("expect", {}).get("failed", [])),
         certificates=tuple(data.get("certificates", [])),
+        base=(folder / base).resolve() if base else None,
+        replacements=tuple(data.get("replace", [])),
     )
 
 
@@ -98,10 +103,28 @@ def make_certificate(
 
 
 def materialize(sample: Sample, dest: Path) -> Path:
-    """Copy a sample to ``dest`` and make its certificates there."""
+    """Copy a sample to ``dest`` and make its certificates there.
+
+    A sample with a ``base`` is that folder with the sample's own files laid over it and its
+    replacements applied: a broken submission is the reference minus one stated mistake, and
+    stays so when the reference changes (a replacement that no longer applies is an error).
+    """
     if dest.exists():
         shutil.rmtree(dest)
-    shutil.copytree(sample.source, dest, ignore=shutil.ignore_patterns(SAMPLE_FILE, "__pycache__"))
+    ignore = shutil.ignore_patterns(SAMPLE_FILE, "__pycache__")
+    if sample.base is not None:
+        shutil.copytree(sample.base, dest, ignore=ignore)
+        shutil.copytree(sample.source, dest, ignore=ignore, dirs_exist_ok=True)
+    else:
+        shutil.copytree(sample.source, dest, ignore=ignore)
+    for r in sample.replacements:
+        target = dest / r["file"]
+        text = target.read_text()
+        if text.count(r["old"]) != 1:
+            raise HarnessError(
+                f"sample {sample.name}: {r['old']!r} is in {r['file']} {text.count(r['old'])} times, not once"
+            )
+        target.write_text(text.replace(r["old"], r["new"]))
     for cert in sample.certificates:
         make_certificate(
             dest,

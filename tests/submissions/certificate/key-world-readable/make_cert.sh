@@ -1,7 +1,0 @@
-#!/usr/bin/env bash
-# Make server.crt, server.key and server.pem from server.cnf (reference solution).
-set -euo pipefail
-openssl req -x509 -nodes -days 1095 -newkey rsa:4096 -config server.cnf \
-    -out server.crt -keyout server.key
-cat server.crt server.key > server.pem
-chmod 644 server.key server.pem

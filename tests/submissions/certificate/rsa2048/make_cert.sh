@@ -1,7 +1,0 @@
-#!/usr/bin/env bash
-# Make server.crt, server.key and server.pem from server.cnf (reference solution).
-set -euo pipefail
-openssl req -x509 -nodes -days 1095 -newkey rsa:2048 -config server.cnf \
-    -out server.crt -keyout server.key
-cat server.crt server.key > server.pem
-chmod 600 server.key server.pem   # the private key: readable by you only
