@@ -103,6 +103,16 @@ class GradingContext:
             chown_tree(self.submission, self.student_user)
             self.submission.chmod(0o700)  # ... and no other session's student may look in
 
+    def require_unprivileged(self) -> StudentUser | None:
+        """The user student programs run as; a grader running as root never runs them as root."""
+        user = self.student_user
+        if user is not None and user.uid < 0:
+            raise HarnessError(
+                f"student programs would run as root: {user.note}. Put the virtual environment where "
+                "other users can read it, or pass --student-user off to accept running them as root"
+            )
+        return user
+
     def student_env(self) -> dict[str, str]:
         env = clean_environment(self.submission)
         if self.student_user is not None and self.student_user.pythonpath:
@@ -167,7 +177,7 @@ class Launcher:
                 expected=f"a file named {program} at the top of the submission",
                 hint="Check the file name and that it is not inside a sub-folder.",
             )
-        user = self.ctx.student_user
+        user = self.ctx.require_unprivileged()
         python = user.python if user else sys.executable
         interpreter = ["bash"] if program.endswith(".sh") else [python]
         argv: Sequence[str] = [*interpreter, program, *args]
@@ -195,7 +205,7 @@ class Launcher:
             env=self.ctx.student_env(),
             limits=self.ctx.assignment.limits,
             label=label,
-            user=self.ctx.student_user,
+            user=self.ctx.require_unprivileged(),
         )
         self.processes.append(proc)
         return proc.start()

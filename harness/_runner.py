@@ -39,6 +39,7 @@ class SessionOptions:
     visibility: str = "all"  # "all" | "public"
     wire: str = "auto"
     isolation: str = "auto"
+    student_user: str = "auto"  # "off": as root, run student programs as root (not recommended)
 
 
 def run_session(
@@ -69,6 +70,8 @@ def run_session(
         options.wire,
         "--isolation",
         options.isolation,
+        "--student-user",
+        options.student_user,
     ]
     root = project_root()
     package_parent = str(Path(__file__).resolve().parent.parent)  # this harness, installed or not

@@ -84,20 +84,63 @@ def choose_student_user(mode: str = "auto") -> StudentUser | None:
         dict.fromkeys([sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]])
     )
     candidates = [(sys.executable, "")]
-    for exe in (shutil.which(version, path="/usr/local/bin:/usr/bin"),):
-        if exe:
-            candidates.append((exe, paths))
+    system = shutil.which(version, path="/usr/local/bin:/usr/bin")
+    if system:
+        candidates.append((system, paths))
     for python, pythonpath in candidates:
         if _works_as(uid, python, pythonpath):
             note = f"student programs run as uid {uid}, not root, on {python}"
             return StudentUser(uid, uid, python, pythonpath, note)
+    if system:  # our packages sit where others cannot go: a readable copy, made once per machine
+        shared = shared_site_packages([p for p in paths.split(os.pathsep) if p])
+        if shared and _works_as(uid, system, shared):
+            note = f"student programs run as uid {uid}, not root, on {system} with {shared}"
+            return StudentUser(uid, uid, system, shared, note)
     return StudentUser(
         -1,
         -1,
         sys.executable,
         "",
-        "student programs run as root: no Python of this version is reachable by an unprivileged user here",
+        "no Python of this version is reachable by an unprivileged user here",
     )
+
+
+SHARED_ROOT = Path("/var/cache/wiregrade")
+
+
+def shared_site_packages(sources: list[str]) -> str:
+    """A copy of our site-packages that any user can read, kept under /var/cache/wiregrade.
+
+    Named by a digest of the sources' paths and modification times, so a change of packages
+    makes a new copy; made in a temporary name and renamed, so parallel sessions never see
+    half a copy. Returns "" if it cannot be made.
+    """
+    import hashlib
+    import tempfile
+
+    h = hashlib.sha256()
+    for s in sources:
+        h.update(s.encode() + str(os.stat(s).st_mtime_ns).encode())
+    dest = SHARED_ROOT / f"site-{sys.version_info[0]}.{sys.version_info[1]}-{h.hexdigest()[:16]}"
+    if dest.is_dir():
+        return str(dest)
+    try:
+        SHARED_ROOT.mkdir(parents=True, exist_ok=True)
+        os.chmod(SHARED_ROOT, 0o755)
+        tmp = Path(tempfile.mkdtemp(prefix=".making-", dir=SHARED_ROOT))
+        for s in sources:
+            shutil.copytree(s, tmp, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
+        for d, _dirs, files in os.walk(tmp):
+            os.chmod(d, 0o755)
+            for f in files:
+                os.chmod(os.path.join(d, f), 0o644 if not os.access(os.path.join(d, f), os.X_OK) else 0o755)
+        try:
+            tmp.rename(dest)
+        except OSError:  # another session made it first
+            shutil.rmtree(tmp, ignore_errors=True)
+    except OSError:
+        return ""
+    return str(dest) if dest.is_dir() else ""
 
 
 def chown_tree(path: Path, user: StudentUser | None) -> None:

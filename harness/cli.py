@@ -99,7 +99,9 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def _options(args: argparse.Namespace, visibility: str) -> SessionOptions:
-    return SessionOptions(visibility=visibility, wire=args.wire, isolation=args.isolation)
+    return SessionOptions(
+        visibility=visibility, wire=args.wire, isolation=args.isolation, student_user=args.student_user
+    )
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -277,6 +279,12 @@ def build_parser() -> argparse.ArgumentParser:
             choices=("auto", "dumpcap", "relay"),
             default="auto",
             help="how to see the traffic (auto: capture if allowed, else a relay)",
+        )
+        sp.add_argument(
+            "--student-user",
+            choices=("auto", "off"),
+            default="auto",
+            help="as root, run student programs as an unprivileged uid (auto) or, if you must, as root (off)",
         )
         sp.add_argument(
             "--isolation",
