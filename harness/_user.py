@@ -106,6 +106,19 @@ def choose_student_user(mode: str = "auto") -> StudentUser | None:
 
 
 SHARED_ROOT = Path("/var/cache/wiregrade")
+KEEP_DAYS = 7
+
+
+def _prune(keep: Path) -> None:
+    """Copies for environments unused for a week go (throwaway venvs make new ones)."""
+    import time
+
+    for old in SHARED_ROOT.glob("site-*"):
+        try:
+            if old != keep and time.time() - old.stat().st_atime > KEEP_DAYS * 86400:
+                shutil.rmtree(old, ignore_errors=True)
+        except OSError:
+            continue
 
 
 def shared_site_packages(sources: list[str]) -> str:
@@ -138,6 +151,7 @@ def shared_site_packages(sources: list[str]) -> str:
             tmp.rename(dest)
         except OSError:  # another session made it first
             shutil.rmtree(tmp, ignore_errors=True)
+        _prune(dest)
     except OSError:
         return ""
     return str(dest) if dest.is_dir() else ""

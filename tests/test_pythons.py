@@ -54,6 +54,10 @@ def test_self_check_runs_on(version: str, exercises: Exercises, tmp_path: Path) 
                 str(exercises.submissions("tls-server") / name),
                 "--out",
                 str(tmp_path / name),
+                # about the interpreter, not privileges: a throwaway venv of another Python
+                # version has no copy another user could run
+                "--student-user",
+                "off",
             ],
             env=env,
             capture_output=True,
