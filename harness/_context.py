@@ -290,6 +290,10 @@ class EvidenceRecorder:
     def frames(self, title: str, frames: list[dict[str, Any]]) -> None:
         self.items.append(Evidence("frames", title, frames))
 
+    def side_by_side(self, title: str, left: tuple[str, str], right: tuple[str, str]) -> None:
+        """Two views of the same moment, shown next to each other: (heading, text) each."""
+        self.items.append(Evidence("pair", title, {"left": list(left), "right": list(right)}))
+
     def output(self, title: str, proc: StudentProcess) -> None:
         self.items.append(Evidence("output", title, proc.output_tail(40)))
 

@@ -64,10 +64,11 @@ def test_stunnel_wire(stunnel_trip: Shared[EchoTrip], token: str, evidence: harn
     secret = token.encode()
     public = t.public.client_stream + t.public.server_stream
     hop = b"".join(c.client_stream + c.server_stream for c in t.hidden_hop)
-    evidence.text(
-        "Public port 8443 (what an eavesdropper on the network sees)", harness.printable(public[:600])
+    evidence.side_by_side(
+        "One capture, two hops",
+        ("Public port 8443: what an eavesdropper on the network sees", harness.printable(public[:600])),
+        ("Loopback hop stunnel -> echo server, inside the machine", harness.printable(hop[:600])),
     )
-    evidence.text("Loopback hop stunnel -> echo server (inside the machine)", harness.printable(hop[:600]))
     if secret in public:
         raise fail("The message travels in clear on the public port 8443.")
     for side, data in (("the client", t.public.client_stream), ("stunnel", t.public.server_stream)):
@@ -115,10 +116,11 @@ def test_nginx_wire(nginx_trip: Shared[WebTrip], token: str, evidence: harness.E
     assert t.public is not None
     public = t.public.client_stream + t.public.server_stream
     hop = b"".join(c.client_stream + c.server_stream for c in t.hop)
-    evidence.text(
-        "Public port 9443 (what an eavesdropper on the network sees)", harness.printable(public[:600])
+    evidence.side_by_side(
+        "One capture, two hops",
+        ("Public port 9443: what an eavesdropper on the network sees", harness.printable(public[:600])),
+        ("Loopback hop nginx -> app, inside the machine", harness.printable(hop[:600])),
     )
-    evidence.text("Loopback hop nginx -> app (inside the machine)", harness.printable(hop[:600]))
     if b"GET /hello" in public or token.encode() in public:
         raise fail("HTTP travels in clear on the public port 9443.")
     if token.encode() in reply.body and token.encode() not in hop:
