@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import socket
 import sys
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -296,14 +295,3 @@ class EvidenceRecorder:
 
     def output(self, title: str, proc: StudentProcess) -> None:
         self.items.append(Evidence("output", title, proc.output_tail(40)))
-
-
-@contextlib.contextmanager
-def grading_context(
-    assignment: Assignment, submission: Path, student: str, wire: str = "auto"
-) -> Iterator[GradingContext]:
-    ctx = GradingContext(assignment, submission, student, wire)
-    try:
-        yield ctx
-    finally:
-        ctx.close()

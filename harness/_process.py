@@ -21,7 +21,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -540,14 +540,3 @@ class StudentProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.kill()
-
-
-@contextlib.contextmanager
-def running(
-    argv: Sequence[str], cwd: Path, env: dict[str, str], limits: Limits | None = None
-) -> Iterator[StudentProcess]:
-    proc = StudentProcess(argv, cwd, env, limits or Limits()).start()
-    try:
-        yield proc
-    finally:
-        proc.kill()

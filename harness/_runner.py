@@ -187,7 +187,7 @@ def gradescope_names(submissions: Path) -> dict[str, str]:
     return names
 
 
-def _check_member(archive: Path, name: str, is_link: bool, dest: Path) -> None:
+def _check_member(archive: Path, name: str, is_link: bool) -> None:
     p = PurePosixPath(name)
     if p.is_absolute() or ".." in p.parts or name.startswith("\\"):
         raise IntakeError(f"{archive.name} contains an unsafe path: {name!r}")
@@ -204,7 +204,7 @@ def safe_unpack(archive: Path, dest: Path) -> Path:
                 infos = zf.infolist()
                 total = sum(i.file_size for i in infos)
                 for i in infos:
-                    _check_member(archive, i.filename, (i.external_attr >> 16) & 0o170000 == 0o120000, dest)
+                    _check_member(archive, i.filename, (i.external_attr >> 16) & 0o170000 == 0o120000)
                 if total > MAX_UNPACKED:
                     raise IntakeError(
                         f"{archive.name} would unpack to {total:,} bytes (limit {MAX_UNPACKED:,})"
@@ -216,7 +216,7 @@ def safe_unpack(archive: Path, dest: Path) -> Path:
                 members = tf.getmembers()
                 total = sum(m.size for m in members)
                 for m in members:
-                    _check_member(archive, m.name, m.issym() or m.islnk(), dest)
+                    _check_member(archive, m.name, m.issym() or m.islnk())
                     if not (m.isfile() or m.isdir()):
                         raise IntakeError(f"{archive.name} contains a special file: {m.name!r}")
                 if total > MAX_UNPACKED:
