@@ -409,11 +409,16 @@ class StudentProcess:
         return self.poll()
 
     def wait(self, timeout: float) -> int | None:
+        """Wait (bounded) for it to exit; once it has, its output has been read to the end too
+        (a crash's traceback is in the pipe a moment after the exit)."""
         assert self._popen is not None
         try:
-            return self._popen.wait(timeout)
+            code = self._popen.wait(timeout)
         except subprocess.TimeoutExpired:
             return None
+        for t in self._threads:
+            t.join(timeout=2)  # a grandchild holding the pipe open must not hang us
+        return code
 
     def describe_exit(self) -> str:
         code = self.poll()
@@ -499,8 +504,6 @@ class StudentProcess:
                 f"{self.label} did not finish within {timeout:g} s.\n{self.output_tail()}",
                 hint="Does it wait for input that never comes, or for a connection?",
             )
-        for t in self._threads:
-            t.join(timeout=5)  # a grandchild holding the pipe open must not hang us
         return code
 
     # --- the end -----------------------------------------------------------------------
