@@ -18,7 +18,7 @@ from ._assignment import Assignment, project_root
 from ._checks import CheckSpec
 from ._errors import HarnessError
 
-PUBLIC_GRADER_FILES = ("pytest.ini", "conftest.py", "support.py", "check_*.py")
+PUBLIC_GRADER_FILES = ("pytest.ini", "conftest.py", "support.py", "scenario.py", "check_*.py")
 _SKIP = shutil.ignore_patterns("__pycache__", "*.pyc", ".wiregrade", ".nginx-tmp")
 
 

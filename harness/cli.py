@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import enum
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -269,6 +270,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return code
 
 
+def cmd_capture(args: argparse.Namespace) -> int:
+    """Make an exercise's capture with a seed, as grading does (the handout's practice one)."""
+    load_assignment(args.id)
+    cmd = [sys.executable, "-m", "harness._capture", "--assignment", args.id, "--seed", args.seed]
+    cmd += ["--part", args.part, "--name", args.name, "--out", args.out]
+    return subprocess.run(cmd, check=False).returncode
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="wiregrade", description="Grade TLS and encryption exercises.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -342,6 +351,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("id")
     s.add_argument("--out", required=True)
     s.set_defaults(fn=cmd_samples)
+
+    cp = sub.add_parser("capture", help="make an exercise's capture from a seed (practice: --seed practice)")
+    cp.add_argument("id")
+    cp.add_argument("--seed", default="practice")
+    cp.add_argument("--part", choices=("public", "hidden"), default="public")
+    cp.add_argument("--name", default="practice", help="file names: NAME.pcap, NAME-answer.json")
+    cp.add_argument("--out", default=".")
+    cp.set_defaults(fn=cmd_capture)
 
     d = sub.add_parser("demo", help="make the samples and grade them (what the README's first command runs)")
     d.add_argument("ids", nargs="*", metavar="ID", help="exercises (default: all)")

@@ -27,7 +27,11 @@ def public_text(assignment_id: str) -> str:
     a = load_assignment(assignment_id)
     files = [p for p in a.handout_dir.iterdir() if p.is_file()]
     files += [p for p in (ROOT / "harness").rglob("*.py")]
-    files += [p for pat in ("check_*.py", "support.py", "conftest.py") for p in a.grader_dir.glob(pat)]
+    files += [
+        p
+        for pat in ("check_*.py", "support.py", "scenario.py", "conftest.py")
+        for p in a.grader_dir.glob(pat)
+    ]
     return "\n".join(p.read_text(errors="replace") for p in files)
 
 

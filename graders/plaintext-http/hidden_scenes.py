@@ -1,0 +1,94 @@
+"""The hidden capture of `plaintext-http`: the harder cases, one per connection.
+
+Kept out of scenario.py so that a student's bundle (public checks only) does not list them.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+from urllib.parse import quote_plus
+
+from scenario import AGENTS, KNOWN_HTTP_PORTS, WORDS, Request, Story, WebServer, _site, token
+
+from harness import HarnessError
+from harness._capture import Scene
+from harness._packets import parse_segment
+
+
+def hidden(scene: Scene, story: Story, rng: random.Random) -> None:
+    host = _site(rng)
+    agent = rng.choice(AGENTS)
+    cookies = [("session", token(rng, 24))]
+    web = WebServer(scene.listen("127.0.0.10", 80))
+    # 1. One request sent in three TCP segments.
+    story.http(
+        web,
+        [
+            Request(
+                "GET",
+                host,
+                "/reports",
+                [("id", str(rng.randrange(1000, 9999))), ("owner", rng.choice(WORDS))],
+                agent=agent,
+                cookies=cookies,
+            )
+        ],
+        split=3,
+    )
+    # 2. Three requests on one keep-alive connection.
+    msg = str(rng.randrange(100, 999))
+    story.http(
+        web,
+        [
+            Request("GET", host, "/inbox", agent=agent, cookies=cookies, keep_alive=True),
+            Request(
+                "GET",
+                host,
+                f"/inbox/{msg}",
+                [("view", "full")],
+                agent=agent,
+                cookies=cookies,
+                keep_alive=True,
+            ),
+            Request(
+                "POST",
+                host,
+                f"/inbox/{msg}/reply",
+                agent=agent,
+                cookies=cookies,
+                keep_alive=True,
+                form=[("text", f"{rng.choice(WORDS)}{rng.randrange(10, 99)}")],
+            ),
+        ],
+    )
+    # 3. HTTP on a port no dissector guesses.
+    port = rng.choice([p for p in range(5000, 8000) if p not in KNOWN_HTTP_PORTS])
+    odd = WebServer(scene.listen("127.0.0.11", port))
+    story.http(
+        odd,
+        [
+            Request(
+                "GET",
+                f"admin.{host}:{port}",
+                "/panel",
+                [("debug", "1")],
+                agent=agent,
+                cookies=[("admin", token(rng, 16))],
+            )
+        ],
+    )
+    # 4. Spaces as `+`, and percent-escapes (an `&` and a `+` inside values, UTF-8).
+    a, b, c = rng.sample(WORDS, 3)
+    raw = f"q={a}+{b}%26{c}&tag=caf%C3%A9+au+lait&sum=1%2B1"
+    story.http(web, [Request("GET", host, "/search", raw_query=raw, agent=agent, cookies=cookies)])
+    assert quote_plus(f"{a} {b}&{c}") == raw.split("&")[0][2:]
+
+
+def check_split(frames: list[Any], story: Story) -> None:
+    """The split request must really be in several segments, or its check would test nothing."""
+    first = story.requests[0]
+    port = int(first["client"].rsplit(":", 1)[1])
+    sent = [s for f in frames if (s := parse_segment(f)) and s.sport == port and s.payload]
+    if len(sent) < 3:
+        raise HarnessError(f"the split request went out in {len(sent)} segment(s), not 3")

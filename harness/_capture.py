@@ -1,0 +1,209 @@
+"""Captures the grader makes itself, for exercises that hand a student a capture to analyse.
+
+The grader runs its own clients and servers on loopback, the session's dumpcap sees the
+traffic, and the frames of exactly those connections are written out as a pcap. The grader
+knows the truth because its endpoints made the traffic: a check compares the student's
+reading of the capture with what the endpoints sent, never with a re-dissection.
+
+Content is randomised from a stable seed (the student's identity), so each student gets
+different answers and a capture can be made again for a dispute. A scenario (the
+exercise's ``graders/<id>/scenario.py``) gets a :class:`Scene` and a ``random.Random``; the
+handout's practice capture is made by the same scenario with the seed "practice"
+(``wiregrade capture``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import importlib.util
+import json
+import os
+import random
+import socket
+import sys
+import tempfile
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from ._errors import HarnessError
+from ._packets import Frame, write_pcap
+from ._wire import Wire
+
+SECRET_ENV = "WIREGRADE_CAPTURE_SECRET"
+
+
+def seed_for(assignment_id: str, student: str) -> str:
+    """A student's stable seed. Set WIREGRADE_CAPTURE_SECRET when grading for marks, so nobody
+    can work out a classmate's (or their own) answers from a name."""
+    secret = os.environ.get(SECRET_ENV, "")
+    return hashlib.sha256(f"{secret}\0{assignment_id}\0{student}".encode()).hexdigest()[:24]
+
+
+def rng_for(seed: str, part: str) -> random.Random:
+    """One generator per capture, so the public capture does not change when a hidden one does."""
+    return random.Random(hashlib.sha256(f"{seed}\0{part}".encode()).digest())
+
+
+class Scene:
+    """Connections between the grader's own endpoints, recorded for one capture file.
+
+    Addresses are chosen by the scenario (several 127.x addresses, fixed client ports) so
+    that a capture made again from the same seed reads the same. In a private network
+    namespace every address and port is free; outside one, a busy port gives way to a free
+    one (the truth records what was used).
+    """
+
+    def __init__(self, wire: Wire, rng: random.Random, exact: bool) -> None:
+        """``exact``: the scenario's addresses must be used as they are (a private network
+        namespace, where they are all free): a busy one is our bug, not a reason to move."""
+        if wire.info.backend != "dumpcap":
+            raise HarnessError(
+                "making this exercise's capture needs a real capture (dumpcap): "
+                f"this session has {wire.info.detail}"
+            )
+        self.wire = wire
+        self.rng = rng
+        self.exact = exact
+        self._connections: list[tuple[int, int]] = []
+        self._listeners: list[socket.socket] = []
+        self._used_ports: set[int] = set()
+        self.last_client = ""
+
+    def listen(self, host: str, port: int) -> socket.socket:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if self.exact:
+                sock.close()
+                raise HarnessError(f"the capture's server could not listen on {host}:{port}: {exc}") from exc
+            sock.bind((host if _bindable(host) else "127.0.0.1", 0))
+        sock.listen(16)
+        self._listeners.append(sock)
+        return sock
+
+    def client_port(self) -> int:
+        while True:
+            port = self.rng.randrange(40000, 60000)
+            if port not in self._used_ports:
+                self._used_ports.add(port)
+                return port
+
+    def connect(self, server: tuple[str, int], client_host: str = "127.0.0.2") -> socket.socket:
+        """A client socket connected to ``server``, from a seeded port; recorded for the capture."""
+        port = self.client_port()
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            sock.bind((client_host, port))
+        except OSError as exc:
+            if self.exact:
+                sock.close()
+                raise HarnessError(f"the capture's client could not use {client_host}:{port}: {exc}") from exc
+            sock.bind(("127.0.0.1", 0))
+        sock.settimeout(10)
+        sock.connect(server)
+        host, port = sock.getsockname()[:2]
+        self._connections.append((port, server[1]))
+        self.last_client = f"{host}:{port}"
+        return sock
+
+    def close(self) -> None:
+        for s in self._listeners:
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)  # wakes a thread blocked in accept(); close() alone does not
+            s.close()
+
+    def frames(self) -> list[Frame]:
+        """Every frame of the recorded connections, in time order (each must have ended)."""
+        self.wire.sync()
+        frames: list[Frame] = []
+        for client_port, server_port in self._connections:
+            frames.extend(self.wire.connection(client_port, server_port, timeout=5).frames)
+        return sorted(frames, key=lambda f: f.ts)
+
+    def write(self, path: Path) -> list[Frame]:
+        frames = self.frames()
+        write_pcap(path, frames)
+        return frames
+
+
+def _bindable(host: str) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind((host, 0))
+        except OSError:
+            return False
+    return True
+
+
+def load_scenario(grader_dir: Path) -> ModuleType:
+    path = grader_dir / "scenario.py"
+    spec = importlib.util.spec_from_file_location(f"wiregrade_scenario_{grader_dir.name}", path)
+    if spec is None or spec.loader is None or not path.is_file():
+        raise HarnessError(f"{grader_dir.name} makes no captures (no {path})")
+    if str(grader_dir) not in sys.path:  # a scenario imports its neighbours (hidden_scenes.py)
+        sys.path.insert(0, str(grader_dir))
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+# --- `wiregrade capture`: a capture outside a grading session (the handout's practice one) ----
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m harness._capture``: make one scenario's captures into a folder.
+
+    Runs in its own process because entering a private network namespace needs a
+    single-threaded process; writes NAME.pcap (and any key log) plus NAME-answer*.json.
+    A scenario's ``make(wire, seed, part, folder, name, exact)`` returns {"answers": {suffix:
+    answer}, ...}: the answer files a correct program's output equals.
+    """
+    ap = argparse.ArgumentParser(prog="python -m harness._capture")
+    ap.add_argument("--assignment", required=True)
+    ap.add_argument("--seed", required=True)
+    ap.add_argument("--part", default="public", choices=("public", "hidden"))
+    ap.add_argument("--name", default="capture")
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args(argv)
+
+    from ._isolation import enter_private_network
+    from ._process import die_with_parent
+
+    die_with_parent()
+    iso = enter_private_network("auto")
+    from ._assignment import load_assignment
+    from ._wire import DumpcapWire
+
+    assignment = load_assignment(args.assignment)
+    scenario = load_scenario(assignment.grader_dir)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="wiregrade-capture-") as home:
+        if not iso.private_network and os.geteuid() != 0:
+            raise SystemExit(
+                "wiregrade capture: capturing needs root or a user namespace, and neither is "
+                f"available here ({iso.detail})"
+            )
+        with DumpcapWire(None, home=Path(home)) as wire:
+            made: dict[str, Any] = scenario.make(
+                wire, args.seed, args.part, out, args.name, exact=iso.private_network
+            )
+    for suffix, truth in made["answers"].items():
+        (out / f"{args.name}-answer{suffix}.json").write_text(json.dumps(truth, indent=2) + "\n")
+    with contextlib.suppress(OSError):
+        for p in out.iterdir():
+            p.chmod(0o644)
+    print("\n".join(str(p) for p in sorted(out.iterdir()) if p.name.startswith(args.name)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
