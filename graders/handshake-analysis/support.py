@@ -1,0 +1,128 @@
+"""Shared by the public and hidden checks of `handshake-analysis`: the captures, the runs, matching.
+
+Each session makes the student's own captures (scenario.py, seeded from their identity) with
+their key logs, runs the analyzer on each (with and without the key log), and the checks
+compare one field of each connection with what the grader's endpoints did. Connections are
+matched by their client and server addresses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import scenario
+
+from harness import EvidenceRecorder, GradingContext, Shared, fail
+from harness._answers import run_json, shape_error, show
+from harness._capture import seed_for
+
+RUNS = "Reads the capture and the key log, and prints the report as JSON"
+
+
+@dataclass
+class Capture:
+    file: str
+    keys: str
+    clear: list[dict[str, Any]]  # the answer without the key log
+    keyed: list[dict[str, Any]]  # with it
+
+
+def make_capture(grading: GradingContext, part: str, name: str) -> Capture:
+    seed = seed_for(grading.assignment.id, grading.student or grading.original.name)
+    exact = grading.isolation.private_network
+    made = scenario.make(grading.wire, seed, part, grading.submission, name, exact)
+    for suffix in (".pcap", ".keys"):
+        grading.hand_over(grading.submission / f"{name}{suffix}")
+    answers = made["answers"]
+    return Capture(
+        f"{name}.pcap", f"{name}.keys", answers[""]["connections"], answers["-keylog"]["connections"]
+    )
+
+
+@pytest.fixture(scope="session")
+def capture(grading: GradingContext) -> Capture:
+    return make_capture(grading, "public", "capture")
+
+
+@pytest.fixture(scope="session")
+def more(grading: GradingContext) -> Capture:
+    return make_capture(grading, "hidden", "more")
+
+
+Answer = dict[tuple[str, str], dict[str, Any]]  # (client, server) -> the student's entry
+
+
+def analyze(grading: GradingContext, *args: str) -> Answer:
+    with grading.launcher() as launcher:
+        _proc, data = run_json(
+            launcher, grading.assignment.settings["program"]["analyzer"], *args, timeout=45
+        )
+    why = shape_error(data, ("connections",))
+    if why:
+        raise fail(
+            f"Your program ran, but {why}.", expected='{"connections": [ {...}, ... ]} as in the handout'
+        )
+    return {(c.get("client"), c.get("server")): c for c in data["connections"]}
+
+
+@pytest.fixture(scope="session")
+def keyed(grading: GradingContext, capture: Capture) -> Shared[Answer]:
+    return Shared(lambda: analyze(grading, capture.file, capture.keys), owner=RUNS)
+
+
+@pytest.fixture(scope="session")
+def clear(grading: GradingContext, capture: Capture) -> Shared[Answer]:
+    return Shared(lambda: analyze(grading, capture.file))
+
+
+@pytest.fixture(scope="session")
+def more_keyed(grading: GradingContext, more: Capture) -> Shared[Answer]:
+    return Shared(lambda: analyze(grading, more.file, more.keys))
+
+
+def where(c: dict[str, Any]) -> str:
+    return f"{c['client']} -> {c['server']} ({c['version']}, SNI {c['sni'] or 'none'})"
+
+
+def compare(
+    answer: Answer,
+    truth: list[dict[str, Any]],
+    keys: tuple[str, ...],
+    evidence: EvidenceRecorder,
+    which: Callable[[dict[str, Any]], bool] = lambda c: True,
+    how: str = "with the key log",
+) -> None:
+    """For each connection of ``truth`` that ``which`` selects, the student's ``keys`` must agree."""
+    chosen = [c for c in truth if which(c)]
+    if not chosen:
+        raise LookupError("the scenario made no connection this check is about")  # our bug: an ERROR
+    problems = []
+    for want in chosen:
+        got = answer.get((want["client"], want["server"]))
+        if got is None:
+            problems.append(f"{where(want)}: not in your report")
+            continue
+        for k in keys:
+            if got.get(k) != want[k]:
+                problems.append(
+                    f"{where(want)}: {k} is {show(got.get(k)) if k in got else '(missing)'}, "
+                    f"expected {show(want[k])}"
+                )
+                evidence.side_by_side(
+                    f"{k} of {want['client']} -> {want['server']}",
+                    ("Expected (what the endpoints did)", show(want[k])),
+                    ("Your report", show(got.get(k))),
+                )
+    if problems:
+        raise fail(f"Reading the capture {how}:\n" + "\n".join(problems[:8]))
+
+
+def tls13(c: dict[str, Any]) -> bool:
+    return c["version"] == "TLS 1.3"
+
+
+def tls12(c: dict[str, Any]) -> bool:
+    return c["version"] == "TLS 1.2"
