@@ -34,7 +34,28 @@ from harness._capture import Scene, rng_for
 from harness._wire import Wire
 
 CLIENT = "127.0.0.2"
-WORDS = ["amber", "basalt", "cobalt", "dune", "ember", "fjord", "glacier", "harbor", "iris", "jasper", "kelp", "lagoon", "meadow", "nimbus", "onyx", "prairie", "quartz", "ridge", "summit", "tundra"]  # noqa: E501
+WORDS = [
+    "amber",
+    "basalt",
+    "cobalt",
+    "dune",
+    "ember",
+    "fjord",
+    "glacier",
+    "harbor",
+    "iris",
+    "jasper",
+    "kelp",
+    "lagoon",
+    "meadow",
+    "nimbus",
+    "onyx",
+    "prairie",
+    "quartz",
+    "ridge",
+    "summit",
+    "tundra",
+]  # noqa: E501
 # TLS 1.2 suites for an ECDSA certificate: (OpenSSL name, IANA name). TLS 1.3's suite is the
 # server's choice among the three of RFC 8446; Python cannot restrict it, OpenSSL picks AES-256-GCM.
 SUITES_12 = {
@@ -434,9 +455,9 @@ class World:
         return f"{self.rng.choice(WORDS)}-{self.rng.randrange(10, 99)}.{self.rng.choice(('example', 'test'))}"
 
     def cert(self, sni: str | None, ca: Any = None) -> Cert:
-        days = self.rng.randrange(30, 800)
-        not_after = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=days)).replace(
-            hour=self.rng.randrange(24), minute=0, second=0, microsecond=0
+        # From a fixed date, not from today: the same seed gives the same answer on any day.
+        not_after = dt.datetime(2030, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(
+            days=self.rng.randrange(0, 900), hours=self.rng.randrange(24)
         )
         host = sni or "localhost"
         return make_leaf(

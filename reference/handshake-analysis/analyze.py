@@ -35,13 +35,13 @@ def tshark(*args: str) -> str:
     return subprocess.run(["tshark", *args], capture_output=True, text=True, check=True).stdout
 
 
-def value_names(field: str) -> dict[int, str]:
-    """tshark's own names for a field's values (the IANA cipher suite names, the alert names)."""
-    out = {}
+def value_names(*fields: str) -> dict[str, dict[int, str]]:
+    """tshark's own names for fields' values (the IANA cipher suite names, the alert names)."""
+    out: dict[str, dict[int, str]] = {f: {} for f in fields}
     for line in tshark("-G", "values").splitlines():
         parts = line.split("\t")
-        if len(parts) == 4 and parts[0] == "V" and parts[1] == field:
-            out.setdefault(int(parts[2], 0), parts[3])
+        if len(parts) == 4 and parts[0] == "V" and parts[1] in out:
+            out[parts[1]].setdefault(int(parts[2], 0), parts[3])
     return out
 
 
@@ -69,8 +69,9 @@ def analyze(capture: str, keylog: str | None) -> dict:
         args += ["-o", f"tls.keylog_file:{keylog}"]
     for f in FIELDS:
         args += ["-e", f]
-    suites = value_names("tls.handshake.ciphersuite")
-    alerts = {k: v.lower().replace(" ", "_") for k, v in value_names("tls.alert_message.desc").items()}
+    names = value_names("tls.handshake.ciphersuite", "tls.alert_message.desc")
+    suites = names["tls.handshake.ciphersuite"]
+    alerts = {k: v.lower().replace(" ", "_") for k, v in names["tls.alert_message.desc"].items()}
     alerts[48] = "unknown_ca"  # tshark says "Unknown CA": the RFC's name is unknown_ca
     conns: dict[str, dict] = {}
     for line in tshark(*args).splitlines():
