@@ -17,6 +17,7 @@ from ._dissect import (
     Transcript,
     WireFrame,
     dissect,
+    frame_rows,
     not_tls_records,
     printable,
 )
@@ -71,6 +72,7 @@ __all__ = [
     "client_context",
     "der_to_pem",
     "dissect",
+    "frame_rows",
     "drop_mid_handshake",
     "http_get",
     "fail",

@@ -29,7 +29,7 @@ from types import ModuleType
 from typing import Any
 
 from ._errors import HarnessError
-from ._packets import Frame, write_pcap
+from ._packets import Connection, Frame, write_pcap
 from ._wire import Wire
 
 SECRET_ENV = "WIREGRADE_CAPTURE_SECRET"
@@ -67,7 +67,8 @@ class Scene:
         self.wire = wire
         self.rng = rng
         self.exact = exact
-        self._connections: list[tuple[int, int]] = []
+        self._connections: list[tuple[str, int, int]] = []  # client host, client port, server port
+        self.recorded: dict[str, Connection] = {}  # "client IP:port" -> that connection's frames
         self._listeners: list[socket.socket] = []
         self._used_ports: set[int] = set()
         self.last_client = ""
@@ -109,7 +110,7 @@ class Scene:
         sock.settimeout(10)
         sock.connect(server)
         host, port = sock.getsockname()[:2]
-        self._connections.append((port, server[1]))
+        self._connections.append((host, port, server[1]))
         self.last_client = f"{host}:{port}"
         return sock
 
@@ -123,8 +124,10 @@ class Scene:
         """Every frame of the recorded connections, in time order (each must have ended)."""
         self.wire.sync()
         frames: list[Frame] = []
-        for client_port, server_port in self._connections:
-            frames.extend(self.wire.connection(client_port, server_port, timeout=5).frames)
+        for host, client_port, server_port in self._connections:
+            conn = self.wire.connection(client_port, server_port, timeout=5)
+            self.recorded[f"{host}:{client_port}"] = conn
+            frames.extend(conn.frames)
         return sorted(frames, key=lambda f: f.ts)
 
     def write(self, path: Path) -> list[Frame]:

@@ -269,3 +269,27 @@ def not_tls_records(stream: bytes) -> str | None:
             return f"at byte {i}: {printable(stream[i : i + 40])!r}"
         i += 5 + length
     return None
+
+
+def frame_rows(
+    conn: Connection,
+    client: str,
+    server: str,
+    keylog: Path | None = None,
+    secret: bytes = b"",
+) -> list[dict[str, object]]:
+    """One connection as Wireshark lists it (for a report's frame table): ``client`` and
+    ``server`` name the two ends; frames whose payload holds ``secret`` are marked."""
+    return [
+        {
+            "no": f.number,
+            "time": f"{f.time:.6f}",
+            "src": client if f.from_client else server,
+            "protocol": f.protocol,
+            "length": f.length,
+            "info": f.info,
+            "payload": printable(f.payload[:160]),
+            "plaintext": bool(secret) and secret in f.payload,
+        }
+        for f in dissect(conn, keylog).frames
+    ]

@@ -15,6 +15,7 @@ from typing import TextIO
 
 from ._assignment import Assignment, assignment_ids, load_assignment
 from ._bundle import make_bundle, make_gradescope
+from ._capture import seed_for
 from ._errors import HarnessError
 from ._outputs import feedback_text, write_outputs
 from ._results import Outcome, SubmissionResult
@@ -273,7 +274,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_capture(args: argparse.Namespace) -> int:
     """Make an exercise's capture with a seed, as grading does (the handout's practice one)."""
     load_assignment(args.id)
-    cmd = [sys.executable, "-m", "harness._capture", "--assignment", args.id, "--seed", args.seed]
+    seed = seed_for(args.id, args.student) if args.student else args.seed
+    cmd = [sys.executable, "-m", "harness._capture", "--assignment", args.id, "--seed", seed]
     cmd += ["--part", args.part, "--name", args.name, "--out", args.out]
     return subprocess.run(cmd, check=False).returncode
 
@@ -355,6 +357,10 @@ def build_parser() -> argparse.ArgumentParser:
     cp = sub.add_parser("capture", help="make an exercise's capture from a seed (practice: --seed practice)")
     cp.add_argument("id")
     cp.add_argument("--seed", default="practice")
+    cp.add_argument(
+        "--student",
+        help="make the capture this student was graded on (same WIREGRADE_CAPTURE_SECRET): for a dispute",
+    )
     cp.add_argument("--part", choices=("public", "hidden"), default="public")
     cp.add_argument("--name", default="practice", help="file names: NAME.pcap, NAME-answer.json")
     cp.add_argument("--out", default=".")

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from harness.cli import ExitCode, main
-from tests.conftest import ROOT, interpreter_for_nobody, needs_tshark
+from tests.conftest import ROOT, Exercises, interpreter_for_nobody, needs_tshark
 
 
 def test_list(capsys: pytest.CaptureFixture[str]) -> None:
@@ -99,8 +99,21 @@ def test_grade_a_folder_with_a_hostile_zip(tls_server_submissions: Path, tmp_pat
 
 @needs_tshark
 @pytest.mark.slow
+@pytest.mark.parametrize(
+    ("exercise", "folder", "score", "code"),
+    [
+        ("tls-server", "lecture", "16/20", ExitCode.CHECKS_FAILED),
+        # the grader makes this one's capture itself: a user namespace lets dumpcap run without root
+        ("plaintext-http", "reference", "19/19", ExitCode.OK),
+    ],
+)
 def test_a_student_without_root_gets_a_result(
-    tls_server_submissions: Path, request: pytest.FixtureRequest
+    exercises: Exercises,
+    request: pytest.FixtureRequest,
+    exercise: str,
+    folder: str,
+    score: str,
+    code: ExitCode,
 ) -> None:
     exe, why = interpreter_for_nobody()
     if exe is None:
@@ -109,7 +122,7 @@ def test_a_student_without_root_gets_a_result(
     home = Path(tempfile.mkdtemp(prefix="wiregrade-nobody-"))  # pytest's tmp is root-only
     request.addfinalizer(lambda: shutil.rmtree(home, ignore_errors=True))
     work = home / "student"
-    shutil.copytree(tls_server_submissions / "lecture", work)
+    shutil.copytree(exercises.submissions(exercise) / folder, work)
     for p in [home, *work.rglob("*"), work]:
         os.chown(p, nobody.pw_uid, nobody.pw_gid)
     site = sysconfig.get_paths()["purelib"]
@@ -123,7 +136,7 @@ def test_a_student_without_root_gets_a_result(
             "-m",
             "harness",
             "check",
-            "tls-server",
+            exercise,
             str(work),
         ],
         capture_output=True,
@@ -133,8 +146,8 @@ def test_a_student_without_root_gets_a_result(
         check=False,
         env={"PATH": os.environ["PATH"], "HOME": str(home), "PYTHONPATH": f"{ROOT}:{site}"},
     )
-    assert run.returncode == ExitCode.CHECKS_FAILED, run.stdout + run.stderr
-    assert "16/20" in run.stdout
+    assert run.returncode == code, run.stdout + run.stderr
+    assert score in run.stdout
     # as an ordinary user: a user namespace (capture) or, where forbidden, the relay
     assert "Network: a private network namespace" in run.stdout or "free ports" in run.stdout
     assert "Traffic seen by: " in run.stdout

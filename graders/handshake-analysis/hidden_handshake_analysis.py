@@ -17,7 +17,7 @@ from harness import EvidenceRecorder, Shared, check
     hint="A client that does not trust the certificate says so with a fatal alert, in clear.",
 )
 def test_refused(more_keyed: Shared[Answer], more: Capture, evidence: EvidenceRecorder) -> None:
-    compare(more_keyed.get(), more.keyed, ("fatal_alert",), evidence)
+    compare(more_keyed.get(), more, ("fatal_alert",), evidence)
 
 
 @check(
@@ -28,4 +28,4 @@ def test_refused(more_keyed: Shared[Answer], more: Capture, evidence: EvidenceRe
     hint="TLS 1.3: the ServerHello accepts a pre_shared_key; TLS 1.2: it echoes the client's session id.",
 )
 def test_resumed(more_keyed: Shared[Answer], more: Capture, evidence: EvidenceRecorder) -> None:
-    compare(more_keyed.get(), more.keyed, ("resumed",), evidence)
+    compare(more_keyed.get(), more, ("resumed",), evidence)

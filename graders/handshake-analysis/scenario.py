@@ -399,7 +399,8 @@ def _server_hello(msg: bytes) -> tuple[str, str]:
 def make(wire: Wire, seed: str, part: str, folder: Path, name: str, exact: bool) -> dict[str, Any]:
     """Make ``folder/NAME.pcap`` and ``folder/NAME.keys`` for ``part`` ("public" or "hidden").
 
-    Returns {"answers": {"": the answer without the key log, "-keylog": with it}, "plans": ...}.
+    Returns {"answers": {"": the answer without the key log, "-keylog": with it}, "plans": what
+    each connection did, "connections": {client address: its frames}}.
     """
     rng = rng_for(seed, part)
     keylog = folder / f"{name}.keys"
@@ -425,7 +426,7 @@ def make(wire: Wire, seed: str, part: str, folder: Path, name: str, exact: bool)
         scene.close()
     keys = {"connections": [answer(p, True) for p in plans]}
     clear = {"connections": [answer(p, False) for p in plans]}
-    return {"answers": {"": clear, "-keylog": keys}, "plans": plans}
+    return {"answers": {"": clear, "-keylog": keys}, "plans": plans, "connections": scene.recorded}
 
 
 class World:

@@ -8,16 +8,19 @@ matched by their client and server addresses.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 import scenario
 
-from harness import EvidenceRecorder, GradingContext, Shared, fail
+from harness import Connection, EvidenceRecorder, GradingContext, Shared, fail, frame_rows
 from harness._answers import run_json, shape_error, show
 from harness._capture import seed_for
+from harness._dissect import tshark_path
 
 RUNS = "Reads the capture and the key log, and prints the report as JSON"
 
@@ -28,17 +31,35 @@ class Capture:
     keys: str
     clear: list[dict[str, Any]]  # the answer without the key log
     keyed: list[dict[str, Any]]  # with it
+    connections: dict[str, Connection]  # client address -> its frames (for the report)
+    keylog: Path  # the grader's copy of the key log
+
+    def show_connection(self, client: str, evidence: EvidenceRecorder, keys: bool) -> None:
+        """The connection from ``client``, as Wireshark lists it (decrypted if ``keys``), into the report."""
+        conn = self.connections.get(client)
+        if conn is not None:
+            rows = frame_rows(conn, "client", "server", self.keylog if keys else None)
+            how = "with the key log" if keys else "without keys"
+            evidence.frames(f"The connection from {client} in {self.file}, as Wireshark lists it {how}", rows)
 
 
 def make_capture(grading: GradingContext, part: str, name: str) -> Capture:
+    tshark_path()  # the handout promises tshark where students are graded: its absence is ours
     seed = seed_for(grading.assignment.id, grading.student or grading.original.name)
     exact = grading.isolation.private_network
     made = scenario.make(grading.wire, seed, part, grading.submission, name, exact)
+    keylog = grading.workdir / f"{name}.keys"  # ours: the student's copy is theirs to change
+    shutil.copyfile(grading.submission / f"{name}.keys", keylog)
     for suffix in (".pcap", ".keys"):
         grading.hand_over(grading.submission / f"{name}{suffix}")
     answers = made["answers"]
     return Capture(
-        f"{name}.pcap", f"{name}.keys", answers[""]["connections"], answers["-keylog"]["connections"]
+        f"{name}.pcap",
+        f"{name}.keys",
+        answers[""]["connections"],
+        answers["-keylog"]["connections"],
+        made["connections"],
+        keylog,
     )
 
 
@@ -89,13 +110,16 @@ def where(c: dict[str, Any]) -> str:
 
 def compare(
     answer: Answer,
-    truth: list[dict[str, Any]],
+    capture: Capture,
     keys: tuple[str, ...],
     evidence: EvidenceRecorder,
     which: Callable[[dict[str, Any]], bool] = lambda c: True,
-    how: str = "with the key log",
+    with_keys: bool = True,
 ) -> None:
-    """For each connection of ``truth`` that ``which`` selects, the student's ``keys`` must agree."""
+    """For each connection that ``which`` selects, the student's ``keys`` must agree with the
+    truth (with or without the key log)."""
+    truth = capture.keyed if with_keys else capture.clear
+    how = "with the key log" if with_keys else "without the key log"
     chosen = [c for c in truth if which(c)]
     if not chosen:
         raise LookupError("the scenario made no connection this check is about")  # our bug: an ERROR
@@ -117,6 +141,8 @@ def compare(
                     ("Your report", show(got.get(k))),
                 )
     if problems:
+        first = problems[0].split(" -> ")[0]
+        capture.show_connection(first, evidence, with_keys)
         raise fail(f"Reading the capture {how}:\n" + "\n".join(problems[:8]))
 
 

@@ -122,18 +122,21 @@ class Request:
 # --- the grader's servers -------------------------------------------------------------------
 
 
-def _read_request(f: Any) -> bool:
-    """Reads one request (headers, then Content-Length bytes); False at end of stream."""
-    length = 0
+def _read_request(f: Any) -> bool | None:
+    """Reads one request (headers, then Content-Length bytes): None at end of stream, else
+    whether the client asked to keep the connection open."""
+    length, keep_alive = 0, True
     first = f.readline()
     if not first:
-        return False
+        return None
     while (line := f.readline()) not in (b"\r\n", b"\n", b""):
         name, _, value = line.decode("latin-1").partition(":")
         if name.strip().lower() == "content-length":
             length = int(value)
+        elif name.strip().lower() == "connection":
+            keep_alive = value.strip().lower() != "close"
     f.read(length)
-    return True
+    return keep_alive
 
 
 def _respond(conn: socket.socket | ssl.SSLSocket, keep_alive: bool) -> None:
@@ -165,8 +168,10 @@ class WebServer:
                 conn = self.tls.wrap_socket(raw, server_side=True) if self.tls else raw
                 conn.settimeout(10)
                 with conn, conn.makefile("rb") as f:
-                    while _read_request(f):
-                        _respond(conn, keep_alive=True)
+                    while (keep_alive := _read_request(f)) is not None:
+                        _respond(conn, keep_alive)
+                        if not keep_alive:
+                            break  # "Connection: close": the server ends it, as real ones do
             except (OSError, ValueError) as exc:
                 self.errors.append(str(exc))
 
@@ -263,7 +268,7 @@ def make(wire: Wire, seed: str, part: str, folder: Path, name: str, exact: bool)
     """Make ``folder/NAME.pcap`` for ``part`` ("public" or "hidden").
 
     Returns {"answers": {"": the answer a correct program prints}, "secrets": [what travelled
-    inside TLS]}."""
+    inside TLS], "connections": {client address: its frames}}."""
     rng = rng_for(seed, part)
     scene = Scene(wire, rng, exact)
     try:
@@ -281,7 +286,11 @@ def make(wire: Wire, seed: str, part: str, folder: Path, name: str, exact: bool)
         from hidden_scenes import check_split
 
         check_split(frames, story)
-    return {"answers": {"": {"requests": story.requests, "https": story.https}}, "secrets": story.secrets}
+    return {
+        "answers": {"": {"requests": story.requests, "https": story.https}},
+        "secrets": story.secrets,
+        "connections": scene.recorded,
+    }
 
 
 def _site(rng: random.Random) -> str:

@@ -17,9 +17,10 @@ from typing import Any
 import pytest
 import scenario
 
-from harness import EvidenceRecorder, GradingContext, Shared, fail
+from harness import Connection, EvidenceRecorder, GradingContext, Shared, fail, frame_rows
 from harness._answers import differences, run_json, shape_error, show
 from harness._capture import seed_for
+from harness._dissect import tshark_path
 
 RUNS = "Reads the capture and prints the report as JSON"
 
@@ -29,6 +30,14 @@ class Capture:
     file: str  # its name in the submission folder
     truth: dict[str, Any]  # the answer a correct program prints
     secrets: list[str]  # what travelled inside TLS
+    connections: dict[str, Connection]  # client address -> its frames (for the report)
+
+    def show_connection(self, client: str, evidence: EvidenceRecorder) -> None:
+        """The connection from ``client``, as Wireshark lists it, into the report."""
+        conn = self.connections.get(client)
+        if conn is not None:
+            rows = frame_rows(conn, "client", "server")
+            evidence.frames(f"The connection from {client} in {self.file}, as Wireshark lists it", rows)
 
 
 @dataclass
@@ -52,11 +61,12 @@ class Answer:
 
 
 def make_capture(grading: GradingContext, part: str, file: str) -> Capture:
+    tshark_path()  # the handout promises tshark where students are graded: its absence is ours
     seed = seed_for(grading.assignment.id, grading.student or grading.original.name)
     exact = grading.isolation.private_network
     made = scenario.make(grading.wire, seed, part, grading.submission, Path(file).stem, exact)
     grading.hand_over(grading.submission / file)
-    return Capture(file, made["answers"][""], made["secrets"])
+    return Capture(file, made["answers"][""], made["secrets"], made["connections"])
 
 
 @pytest.fixture(scope="session")
@@ -108,6 +118,7 @@ def compare(
         got = {k: _as_lists(v) for k, v in got.items()}
     where = f"{want['method']} {want['path']} from {want['client']} to {want['server']}"
     if got is None:
+        ans.capture.show_connection(want["client"], evidence)
         raise fail(
             f"Your report has no request for {what} ({where}).",
             expected=show({k: want[k] for k in ("client", "server", *keys)}),
@@ -120,6 +131,7 @@ def compare(
             ("Expected (what the grader's client sent)", show({k: want[k] for k in keys})),
             ("Your report", show({k: got.get(k) for k in keys})),
         )
+        ans.capture.show_connection(want["client"], evidence)
         raise fail(f"For {what} ({where}):\n" + "\n".join(diff))
 
 

@@ -161,19 +161,4 @@ def cert_summary(der: bytes) -> str:
 def eavesdropper_view(c: Contact, secret: bytes) -> list[dict[str, object]]:
     """The connection as Wireshark lists it without keys, frames with the secret marked."""
     assert c.connection is not None
-    plain = harness.dissect(c.connection)
-    rows = []
-    for f in plain.frames:
-        rows.append(
-            {
-                "no": f.number,
-                "time": f"{f.time:.6f}",
-                "src": "grader" if f.from_client else "your server",
-                "protocol": f.protocol,
-                "length": f.length,
-                "info": f.info,
-                "payload": harness.printable(f.payload[:160]),
-                "plaintext": bool(secret) and secret in f.payload,
-            }
-        )
-    return rows
+    return harness.frame_rows(c.connection, "grader", "your server", secret=secret)
