@@ -251,14 +251,17 @@ class Story:
         self.requests: list[dict[str, Any]] = []
         self.https: list[dict[str, Any]] = []
         self.secrets: list[str] = []  # what travelled inside TLS: never in an answer
+        self.servers: list[WebServer] = []
 
     def http(self, server: WebServer, requests: list[Request], split: int = 1) -> None:
+        self.servers.append(server)
         _exchange(self.scene, server.address, requests, split)
         client = self.scene.last_client
         for r in requests:
             self.requests.append(r.answer(client, _addr(server.address)))
 
     def tls(self, server: WebServer, ctx: ssl.SSLContext, sni: str, request: Request) -> None:
+        self.servers.append(server)
         _exchange(self.scene, server.address, [request], tls=(ctx, sni))
         self.https.append({"client": self.scene.last_client, "server": _addr(server.address), "sni": sni})
         self.secrets += [request.path, *(v for _, v in request.query), *(v for _, v in request.cookies)]
@@ -280,6 +283,9 @@ def make(wire: Wire, seed: str, part: str, folder: Path, name: str, exact: bool)
 
             hidden(scene, story, rng)
         frames = scene.write(folder / f"{name}.pcap")
+        errors = [e for server in story.servers for e in server.errors]
+        if errors:
+            raise HarnessError("the grader's web server failed: " + "; ".join(errors))
     finally:
         scene.close()
     if part == "hidden":
