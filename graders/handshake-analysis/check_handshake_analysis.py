@@ -53,7 +53,8 @@ def test_version(keyed: Shared[Answer], capture: Capture, evidence: EvidenceReco
     title="The cipher suite, by its IANA name",
     points=2,
     expected="The suite the ServerHello chose, named as IANA does (TLS_ECDHE_..._WITH_..., TLS_AES_...).",
-    hint="tshark gives the number (tls.handshake.ciphersuite); `tshark -G values` lists the names.",
+    hint="tshark's field tls.handshake.ciphersuite is the number; a custom column gives its name: "
+    '-o \'gui.column.format:"suite","%Cus:tls.handshake.ciphersuite"\' -e _ws.col.suite.',
 )
 def test_cipher(keyed: Shared[Answer], capture: Capture, evidence: EvidenceRecorder) -> None:
     compare(keyed.get(), capture, ("cipher_suite",), evidence)

@@ -22,7 +22,10 @@ FIELDS = [
     "tls.handshake.extensions_server_name", "tls.handshake.extensions.supported_version",
     "tls.handshake.extension.type", "tls.handshake.session_id", "tls.handshake.certificate",
     "tls.alert_message.level", "tls.alert_message.desc", "data.len",
+    "_ws.col.suite", "_ws.col.alert",
 ]  # fmt: skip
+# Custom columns show a field's value by its name, as Wireshark's GUI does: the IANA suite names.
+COLUMNS = '"suite","%Cus:tls.handshake.ciphersuite","alert","%Cus:tls.alert_message.desc"'
 HANDSHAKE = {
     1: "ClientHello", 2: "ServerHello", 4: "NewSessionTicket", 5: "EndOfEarlyData",
     8: "EncryptedExtensions", 11: "Certificate", 12: "ServerKeyExchange", 13: "CertificateRequest",
@@ -33,16 +36,6 @@ VERSIONS = {0x0301: "TLS 1.0", 0x0302: "TLS 1.1", 0x0303: "TLS 1.2", 0x0304: "TL
 
 def tshark(*args: str) -> str:
     return subprocess.run(["tshark", *args], capture_output=True, text=True, check=True).stdout
-
-
-def value_names(*fields: str) -> dict[str, dict[int, str]]:
-    """tshark's own names for fields' values (the IANA cipher suite names, the alert names)."""
-    out: dict[str, dict[int, str]] = {f: {} for f in fields}
-    for line in tshark("-G", "values").splitlines():
-        parts = line.split("\t")
-        if len(parts) == 4 and parts[0] == "V" and parts[1] in out:
-            out[parts[1]].setdefault(int(parts[2], 0), parts[3])
-    return out
 
 
 def ints(s: str) -> list[int]:
@@ -65,14 +58,11 @@ def certificate(der_hex: str) -> dict[str, str]:
 
 def analyze(capture: str, keylog: str | None) -> dict:
     args = ["-r", capture, "-n", "-T", "fields", "-E", "separator=/t", "-E", "occurrence=a"]
+    args += ["-o", f"gui.column.format:{COLUMNS}"]
     if keylog:
         args += ["-o", f"tls.keylog_file:{keylog}"]
     for f in FIELDS:
         args += ["-e", f]
-    names = value_names("tls.handshake.ciphersuite", "tls.alert_message.desc")
-    suites = names["tls.handshake.ciphersuite"]
-    alerts = {k: v.lower().replace(" ", "_") for k, v in names["tls.alert_message.desc"].items()}
-    alerts[48] = "unknown_ca"  # tshark says "Unknown CA": the RFC's name is unknown_ca
     conns: dict[str, dict] = {}
     for line in tshark(*args).splitlines():
         row = dict(zip(FIELDS, line.split("\t"), strict=True))
@@ -102,8 +92,7 @@ def analyze(capture: str, keylog: str | None) -> dict:
             supported = ints(row["tls.handshake.extensions.supported_version"])
             version = supported[0] if supported else ints(row["tls.handshake.version"])[0]
             c["version"] = VERSIONS.get(version, hex(version))
-            code = ints(row["tls.handshake.ciphersuite"])[0]
-            c["cipher_suite"] = suites.get(code, hex(code))
+            c["cipher_suite"] = row["_ws.col.suite"].split(",")[0]
             if version == 0x0304:
                 c["resumed"] = 41 in ints(row["tls.handshake.extension.type"])  # pre_shared_key accepted
             else:
@@ -111,13 +100,15 @@ def analyze(capture: str, keylog: str | None) -> dict:
                 c["resumed"] = bool(sid) and sid == c["_sid"].get("client")
         if row["tls.handshake.certificate"] and side == "server" and c["certificate"] is None:
             c["certificate"] = certificate(row["tls.handshake.certificate"].split(",")[0])
-        for level, desc in zip(
-            ints(row["tls.alert_message.level"]), ints(row["tls.alert_message.desc"]), strict=False
+        names = row["_ws.col.alert"].split(",")  # "Unknown CA": the RFC's unknown_ca
+        for i, (level, desc) in enumerate(
+            zip(ints(row["tls.alert_message.level"]), ints(row["tls.alert_message.desc"]), strict=False)
         ):
             if desc == 0:
                 c["close_notify"][side] = True
             elif level == 2 and c["fatal_alert"] is None:
-                c["fatal_alert"] = {"from": side, "description": alerts.get(desc, str(desc))}
+                name = names[i] if i < len(names) else str(desc)
+                c["fatal_alert"] = {"from": side, "description": name.strip().lower().replace(" ", "_")}
         c["application_data"][side] += sum(ints(row["data.len"]))
     out = []
     for c in conns.values():
