@@ -14,8 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from harness import Outcome
+from harness._assignment import load_assignment
 from harness._capture import seed_for
-from tests.conftest import ROOT, needs_tshark
+from harness._runner import SessionOptions, run_session
+from tests.conftest import ROOT, Exercises, needs_tshark
 
 pytestmark = [needs_tshark, pytest.mark.slow]
 EXERCISES = {"plaintext-http": "sniff.py", "handshake-analysis": "analyze.py"}
@@ -61,3 +64,19 @@ def test_practice_capture_is_made_by_the_grading_code(exercise: str, tmp_path: P
 def test_students_get_different_secrets() -> None:
     assert len({seed_for("plaintext-http", f"s{i}") for i in range(50)}) == 50
     assert seed_for("plaintext-http", "ana") != seed_for("handshake-analysis", "ana")
+
+
+@pytest.mark.parametrize("exercise", sorted(EXERCISES))
+def test_without_a_real_capture_every_check_is_a_grader_error(
+    exercise: str, exercises: Exercises, tmp_path: Path
+) -> None:
+    """The relay cannot make a capture file: that is the grader's problem, never the student's."""
+    r = run_session(
+        load_assignment(exercise),
+        exercises.submissions(exercise) / "reference",
+        tmp_path,
+        "reference",
+        SessionOptions(wire="relay"),
+    )
+    assert r.checks and {c.outcome for c in r.checks} == {Outcome.ERROR}
+    assert r.score == 0 and all("needs a real capture" in (c.seen + c.details) for c in r.checks)
