@@ -18,26 +18,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from harness._capture import load_scenario, seed_for  # noqa: E402
-from harness._isolation import enter_private_network  # noqa: E402
+from harness._assignment import load_assignment  # noqa: E402
+from harness._capture import capture_wire, load_scenario, seed_for  # noqa: E402
 
 
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--students", type=int, default=10)
     args = ap.parse_args()
-    iso = enter_private_network("auto")
-    from harness._assignment import load_assignment
-    from harness._wire import DumpcapWire
-
-    with tempfile.TemporaryDirectory() as tmp, DumpcapWire(None, home=Path(tmp)) as wire:
+    with capture_wire() as (wire, exact), tempfile.TemporaryDirectory() as tmp:
         for exercise in ("plaintext-http", "handshake-analysis"):
-            for name in ("scenario", "hidden_scenes"):  # each grader's modules are top-level ones
-                sys.modules.pop(name, None)
-            grader_dir = load_assignment(exercise).grader_dir
-            sys.path[:] = [p for p in sys.path if "/graders/" not in p]
-            scenario = load_scenario(grader_dir)
-            sys.modules["scenario"] = scenario
+            scenario = load_scenario(load_assignment(exercise).grader_dir)
             times = []
             for i in range(args.students):
                 folder = Path(tmp) / exercise / str(i)
@@ -45,7 +36,7 @@ def main() -> int:
                 seed = seed_for(exercise, f"student-{i}")
                 start = time.monotonic()
                 for part in ("public", "hidden"):
-                    scenario.make(wire, seed, part, folder, part, exact=iso.private_network)
+                    scenario.make(wire, seed, part, folder, part, exact=exact)
                 times.append(time.monotonic() - start)
             print(
                 f"{exercise:<20} one student's captures: median {statistics.median(times):.2f} s, "

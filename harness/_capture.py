@@ -24,10 +24,13 @@ import random
 import socket
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from ._context import GradingContext
+from ._dissect import tshark_path
 from ._errors import HarnessError
 from ._packets import Connection, Frame, write_pcap
 from ._wire import Wire
@@ -146,16 +149,60 @@ def _bindable(host: str) -> bool:
 
 
 def load_scenario(grader_dir: Path) -> ModuleType:
+    """A grader's scenario.py, outside a grading session (where support.py imports it).
+
+    A scenario and its hidden_scenes.py import each other by those top-level names, as a
+    grader's modules do; loading another grader's scenario replaces both, so one process can
+    make several exercises' captures in turn.
+    """
     path = grader_dir / "scenario.py"
-    spec = importlib.util.spec_from_file_location(f"wiregrade_scenario_{grader_dir.name}", path)
-    if spec is None or spec.loader is None or not path.is_file():
+    if not path.is_file():
         raise HarnessError(f"{grader_dir.name} makes no captures (no {path})")
-    if str(grader_dir) not in sys.path:  # a scenario imports its neighbours (hidden_scenes.py)
-        sys.path.insert(0, str(grader_dir))
+    for name in ("scenario", "hidden_scenes"):
+        sys.modules.pop(name, None)
+    sys.path[:] = [str(grader_dir), *(p for p in sys.path if p != str(grader_dir))]
+    spec = importlib.util.spec_from_file_location("scenario", path)
+    assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
+    sys.modules["scenario"] = module
     spec.loader.exec_module(module)
     return module
+
+
+def make_for_student(
+    grading: GradingContext, scenario: ModuleType, part: str, name: str, files: tuple[str, ...]
+) -> dict[str, Any]:
+    """In a grading session: the session's student's capture ``part``, made in their submission
+    folder as NAME + each of ``files`` (suffixes), which are handed over to the student.
+    Returns what the scenario's ``make`` returns (the answers stay with the grader)."""
+    tshark_path()  # the handouts promise tshark where students are graded: its absence is ours
+    seed = seed_for(grading.assignment.id, grading.student or grading.original.name)
+    exact = grading.isolation.private_network
+    made: dict[str, Any] = scenario.make(grading.wire, seed, part, grading.submission, name, exact)
+    for suffix in files:
+        grading.hand_over(grading.submission / f"{name}{suffix}")
+    return made
+
+
+@contextlib.contextmanager
+def capture_wire() -> Iterator[tuple[Wire, bool]]:
+    """Outside a grading session: a private network and one dumpcap to make captures with.
+
+    Call it before the process starts any thread (entering a namespace needs that). Yields
+    the wire and whether scenario addresses are exact (in a private namespace)."""
+    from ._isolation import enter_private_network
+    from ._wire import DumpcapWire
+
+    iso = enter_private_network("auto")
+    if not iso.private_network and os.geteuid() != 0:
+        raise HarnessError(
+            f"capturing needs root or a user namespace, and neither is available here ({iso.detail})"
+        )
+    with (
+        tempfile.TemporaryDirectory(prefix="wiregrade-capture-") as home,
+        DumpcapWire(None, home=Path(home)) as wire,
+    ):
+        yield wire, iso.private_network
 
 
 # --- `wiregrade capture`: a capture outside a grading session (the handout's practice one) ----
@@ -177,28 +224,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", required=True)
     args = ap.parse_args(argv)
 
-    from ._isolation import enter_private_network
+    from ._assignment import load_assignment
     from ._process import die_with_parent
 
     die_with_parent()
-    iso = enter_private_network("auto")
-    from ._assignment import load_assignment
-    from ._wire import DumpcapWire
-
-    assignment = load_assignment(args.assignment)
-    scenario = load_scenario(assignment.grader_dir)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="wiregrade-capture-") as home:
-        if not iso.private_network and os.geteuid() != 0:
-            raise SystemExit(
-                "wiregrade capture: capturing needs root or a user namespace, and neither is "
-                f"available here ({iso.detail})"
-            )
-        with DumpcapWire(None, home=Path(home)) as wire:
-            made: dict[str, Any] = scenario.make(
-                wire, args.seed, args.part, out, args.name, exact=iso.private_network
-            )
+    try:
+        with capture_wire() as (wire, exact):
+            scenario = load_scenario(load_assignment(args.assignment).grader_dir)
+            made: dict[str, Any] = scenario.make(wire, args.seed, args.part, out, args.name, exact=exact)
+    except HarnessError as exc:
+        raise SystemExit(f"wiregrade capture: {exc}") from None
     for suffix, truth in made["answers"].items():
         (out / f"{args.name}-answer{suffix}.json").write_text(json.dumps(truth, indent=2) + "\n")
     with contextlib.suppress(OSError):

@@ -19,8 +19,7 @@ import scenario
 
 from harness import Connection, EvidenceRecorder, GradingContext, Shared, fail, frame_rows
 from harness._answers import run_json, shape_error, show
-from harness._capture import seed_for
-from harness._dissect import tshark_path
+from harness._capture import make_for_student
 
 RUNS = "Reads the capture and the key log, and prints the report as JSON"
 
@@ -44,14 +43,9 @@ class Capture:
 
 
 def make_capture(grading: GradingContext, part: str, name: str) -> Capture:
-    tshark_path()  # the handout promises tshark where students are graded: its absence is ours
-    seed = seed_for(grading.assignment.id, grading.student or grading.original.name)
-    exact = grading.isolation.private_network
-    made = scenario.make(grading.wire, seed, part, grading.submission, name, exact)
+    made = make_for_student(grading, scenario, part, name, (".pcap", ".keys"))
     keylog = grading.workdir / f"{name}.keys"  # ours: the student's copy is theirs to change
     shutil.copyfile(grading.submission / f"{name}.keys", keylog)
-    for suffix in (".pcap", ".keys"):
-        grading.hand_over(grading.submission / f"{name}{suffix}")
     answers = made["answers"]
     return Capture(
         f"{name}.pcap",

@@ -19,8 +19,7 @@ import scenario
 
 from harness import Connection, EvidenceRecorder, GradingContext, Shared, fail, frame_rows
 from harness._answers import differences, run_json, shape_error, show
-from harness._capture import seed_for
-from harness._dissect import tshark_path
+from harness._capture import make_for_student
 
 RUNS = "Reads the capture and prints the report as JSON"
 
@@ -61,11 +60,7 @@ class Answer:
 
 
 def make_capture(grading: GradingContext, part: str, file: str) -> Capture:
-    tshark_path()  # the handout promises tshark where students are graded: its absence is ours
-    seed = seed_for(grading.assignment.id, grading.student or grading.original.name)
-    exact = grading.isolation.private_network
-    made = scenario.make(grading.wire, seed, part, grading.submission, Path(file).stem, exact)
-    grading.hand_over(grading.submission / file)
+    made = make_for_student(grading, scenario, part, Path(file).stem, (".pcap",))
     return Capture(file, made["answers"][""], made["secrets"], made["connections"])
 
 
