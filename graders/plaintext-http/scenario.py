@@ -18,7 +18,9 @@ import random
 import socket
 import ssl
 import string
+import struct
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -210,9 +212,6 @@ def _exchange(
 
 def _wait_acked(sock: socket.socket) -> None:
     """Until the kernel has nothing unacknowledged for this socket: the next send is a new segment."""
-    import struct
-    import time
-
     deadline = time.monotonic() + 2
     while time.monotonic() < deadline:
         info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
@@ -283,7 +282,7 @@ def make(wire: Wire, seed: str, part: str, folder: Path, name: str, exact: bool)
 
             hidden(scene, story, rng)
         frames = scene.write(folder / f"{name}.pcap")
-        errors = [e for server in story.servers for e in server.errors]
+        errors = [e for server in dict.fromkeys(story.servers) for e in server.errors]
         if errors:
             raise HarnessError("the grader's web server failed: " + "; ".join(errors))
     finally:
