@@ -25,6 +25,7 @@ from ._errors import CheckFailed, HarnessError, StudentTimeout, fail
 from ._packets import Connection
 from ._process import Limits, StudentProcess
 from ._results import CheckResult, Outcome, SubmissionResult, Visibility
+from ._safefile import NotARegularFile, regular_files
 from ._servers import VARIANTS, ClientVisit, GraderPKI, HTTPSTestServer, TLSTestServer
 from ._tls import (
     VERIFY_NO_CHECK_TIME,
@@ -81,6 +82,8 @@ __all__ = [
     "memory_handshake",
     "load_assignment",
     "not_tls_records",
+    "NotARegularFile",
+    "regular_files",
     "plain_exchange",
     "printable",
     "tls_session",

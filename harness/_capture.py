@@ -178,9 +178,10 @@ def make_for_student(
     tshark_path()  # the handouts promise tshark where students are graded: its absence is ours
     seed = seed_for(grading.assignment.id, grading.student or grading.original.name)
     exact = grading.isolation.private_network
-    made: dict[str, Any] = scenario.make(grading.wire, seed, part, grading.submission, name, exact)
+    folder = Path(tempfile.mkdtemp(prefix="capture-", dir=grading.workdir))
+    made: dict[str, Any] = scenario.make(grading.wire, seed, part, folder, name, exact)
     for suffix in files:
-        grading.hand_over(grading.submission / f"{name}{suffix}")
+        grading.give(f"{name}{suffix}", (folder / f"{name}{suffix}").read_bytes(), 0o444)
     return made
 
 

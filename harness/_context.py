@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -12,11 +13,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
+from . import _cgroup, _sandbox
 from ._assignment import Assignment
 from ._errors import CheckFailed, HarnessError
-from ._isolation import Isolation
+from ._isolation import Isolation, in_private_mounts, mount_tmpfs, unmount
 from ._process import Limits, StudentProcess, clean_environment
 from ._results import Evidence
+from ._safefile import read_made, stat_made
 from ._user import StudentUser, chown_tree
 from ._wire import Wire, open_wire
 
@@ -25,6 +28,12 @@ T = TypeVar("T")
 # Set by the session runner before pytest starts (it entered the namespace itself).
 _ISOLATION = Isolation("none", "not started by wiregrade's session runner")
 _STUDENT_USER: StudentUser | None = None
+_SANDBOX_MODE = "auto"  # "auto": bubblewrap where it runs; "off": the instructor said no sandbox
+
+
+def set_sandbox_mode(mode: str) -> None:
+    global _SANDBOX_MODE
+    _SANDBOX_MODE = mode
 
 
 def set_student_user(user: StudentUser | None) -> None:
@@ -68,7 +77,75 @@ def _can_capture(iso: Isolation) -> tuple[bool, str]:
     return False, "capturing needs root or a user namespace, and neither is available"
 
 
-_IGNORED = shutil.ignore_patterns(".git", "__pycache__", "*.pyc", ".venv", "venv", "node_modules")
+_SKIPPED_NAMES = {".git", "__pycache__", ".venv", "venv", "node_modules"}
+SUBMISSION_BYTES = 256 << 20  # the student's own space during grading (a tmpfs of its own)
+
+
+def copy_regular(src: Path, dest: Path) -> list[str]:
+    """Copy the folders and regular files below ``src`` into ``dest`` (which exists), never
+    following or copying a link, FIFO or device. Returns what was left out, and why."""
+    left_out: list[str] = []
+    stack = [""]
+    while stack:
+        rel = stack.pop()
+        with os.scandir(src / rel if rel else src) as it:
+            entries = list(it)
+        for e in entries:
+            name = f"{rel}/{e.name}" if rel else e.name
+            if e.name in _SKIPPED_NAMES or e.name.endswith(".pyc"):
+                continue
+            if e.is_symlink():
+                left_out.append(f"{name} (a symbolic link)")
+            elif e.is_dir(follow_symlinks=False):
+                (dest / name).mkdir()
+                stack.append(name)
+            elif e.is_file(follow_symlinks=False):
+                shutil.copyfile(e.path, dest / name, follow_symlinks=False)
+                shutil.copymode(e.path, dest / name, follow_symlinks=False)
+            else:
+                left_out.append(f"{name} (not a regular file)")
+    return sorted(left_out)
+
+
+def sweep_stale_sessions(tmp: str | None = None, stale_after: float = 86400) -> list[str]:
+    """Remove session folders left in the temporary folder by sessions that are gone.
+
+    ``wiregrade-session-PID-*`` whose PID no longer runs, and ``wiregrade-ns-*`` older than
+    ``stale_after`` seconds: ours only (owned by us, real folders, never a link)."""
+    import stat
+    import time
+
+    tmp = tmp or tempfile.gettempdir()
+    removed = []
+    for name in os.listdir(tmp):
+        path = os.path.join(tmp, name)
+        try:
+            st = os.lstat(path)
+        except OSError:
+            continue
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
+            continue
+        if name.startswith("wiregrade-session-"):
+            pid = name.split("-")[2]
+            if not pid.isdigit() or os.path.exists(f"/proc/{pid}"):
+                continue
+        elif not (name.startswith("wiregrade-ns-") and time.time() - st.st_mtime > stale_after):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed
+
+
+def _outside_ids() -> tuple[int, int] | None:
+    """In a user namespace made by an ordinary user: that user's uid and gid outside."""
+    try:
+        uid = Path("/proc/self/uid_map").read_text().split()
+        gid = Path("/proc/self/gid_map").read_text().split()
+    except OSError:
+        return None
+    if uid[:2] == ["0", "0"] or len(uid) < 2 or len(gid) < 2:
+        return None
+    return int(uid[1]), int(gid[1])
 
 
 @dataclass
@@ -80,27 +157,65 @@ class GradingContext:
     student: str
     wire_choice: str = "auto"
     isolation: Isolation = field(default_factory=current_isolation)
+    require_sandbox: bool = False  # instructor grading: no sandbox is a grader error
 
     def __post_init__(self) -> None:
-        self._tmp = tempfile.TemporaryDirectory(prefix="wiregrade-session-")
+        self._tmp = tempfile.TemporaryDirectory(prefix=f"wiregrade-session-{os.getpid()}-")
         self.workdir = Path(self._tmp.name)
         self.home = self.workdir / "home"  # HOME for tools we run (tshark in a user namespace)
         self.home.mkdir()
         self.keylog = self.workdir / "keys.log"
         self.keylog.touch()
         self.pcap = self.workdir / "capture.pcap"
+        self.given_dir = self.workdir / "given"  # files handed to the student: ours, bound read-only
+        self.given_dir.mkdir()
+        self.given: dict[str, Path] = {}
         self.submission = self.workdir / "submission"
+        self.submission.mkdir()
+        if in_private_mounts():  # the student's own bounded space, gone with the session
+            mount_tmpfs(str(self.submission), SUBMISSION_BYTES, 0o700)
         try:
-            shutil.copytree(self.original, self.submission, ignore=_IGNORED, symlinks=True)
-        except (OSError, shutil.Error) as exc:
+            self.left_out = copy_regular(self.original, self.submission)
+        except OSError as exc:
             raise HarnessError(f"could not copy the submission {self.original}: {exc}") from exc
         self._wire: Wire | None = None
         self.port = self._choose_port(self.assignment.port)
         self.student_user = current_student_user()
         if self.student_user is not None and self.student_user.uid >= 0:
             self.workdir.chmod(0o711)  # the student may pass through to its copy, and see nothing else
+            self.given_dir.chmod(0o711)
             chown_tree(self.submission, self.student_user)
             self.submission.chmod(0o700)  # ... and no other session's student may look in
+        self.sandbox, self.sandbox_note = self._make_sandbox()
+        limits = self.assignment.limits
+        self.cgroup, why = _cgroup.create(limits.memory_bytes, limits.processes)
+        self.cgroup_note = self.cgroup.note if self.cgroup else why
+
+    @property
+    def left_out_note(self) -> str:
+        if not self.left_out:
+            return ""
+        return "left out of the copy graded: " + ", ".join(self.left_out[:10])
+
+    def _make_sandbox(self) -> tuple[_sandbox.Sandbox | None, str]:
+        if _SANDBOX_MODE == "off":
+            return None, "student programs NOT in a sandbox (--sandbox off): they see this machine's files"
+        user = self.student_user
+        drop = user.preexec_drop if user is not None and user.uid >= 0 else None
+        python = user.python if user is not None else sys.executable
+        if user is not None and user.python != sys.executable:
+            folders = _sandbox.interpreter_folders(python, user.pythonpath, os.path.dirname(python))
+        else:
+            folders = _sandbox.interpreter_folders(python, "", sys.prefix)
+            folders += _sandbox.interpreter_folders(python, "", sys.base_prefix)
+        ids = _outside_ids()
+        box, why = _sandbox.find(_sandbox.system_folders() + folders, drop, *(ids if ids else (None, None)))
+        if box is None:
+            return None, f"student programs NOT in a sandbox: {why}"
+        return box, (
+            f"a {box.version} sandbox: only the system, the student's folder and the files "
+            "handed over are visible, in its own process space"
+        )
 
     def require_unprivileged(self) -> StudentUser | None:
         """The user student programs run as; a grader running as root never runs them as root."""
@@ -114,15 +229,86 @@ class GradingContext:
 
     def student_env(self) -> dict[str, str]:
         env = clean_environment(self.submission)
-        if self.student_user is not None and self.student_user.pythonpath:
-            env["PYTHONPATH"] = self.student_user.pythonpath
-            env["PATH"] = os.pathsep.join([str(Path(self.student_user.python).parent), env["PATH"]])
+        user = self.student_user
+        python = user.python if user is not None and user.uid >= 0 else sys.executable
+        if user is not None and user.pythonpath:
+            env["PYTHONPATH"] = user.pythonpath
+        # the student's interpreter first, then the system: no folder of the grader's own
+        env["PATH"] = os.pathsep.join(
+            dict.fromkeys([str(Path(python).parent), "/usr/local/bin", "/usr/bin", "/bin"])
+        )
         return env
 
-    def hand_over(self, path: Path) -> Path:
-        """A file the grader put in the submission becomes the student's (their programs read it)."""
-        chown_tree(path, self.student_user)
+    def give(self, name: str, data: bytes, mode: int = 0o400) -> Path:
+        """Hand the student a file: written in the grader's own folder, and shown to student
+        programs read-only as ``name`` in their folder. Returns the grader's copy.
+
+        Where there is no sandbox to bind it in, a copy is put in the submission without
+        following any link the student may have planted there."""
+        if "/" in name or name in ("", ".", ".."):
+            raise HarnessError(f"a handed-over file needs a plain name, not {name!r}")
+        path = self.given_dir / name
+        path.unlink(missing_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        self._to_student(path)
+        self.given[name] = path
+        if self.sandbox is None:
+            self._place_in_submission(name, data, mode)
         return path
+
+    def _to_student(self, path: Path) -> None:
+        user = self.student_user
+        if user is not None and user.uid >= 0:
+            os.chown(path, user.uid, user.gid, follow_symlinks=False)
+
+    def _place_in_submission(self, name: str, data: bytes, mode: int) -> None:
+        dfd = os.open(self.submission, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        try:
+            with contextlib.suppress(FileNotFoundError, IsADirectoryError):
+                os.unlink(name, dir_fd=dfd)  # a link is removed, never followed
+            try:
+                fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode, dir_fd=dfd)
+            except OSError as exc:
+                raise CheckFailed(
+                    f"The grader could not put {name} in your folder ({exc.strerror}): "
+                    "something of that name is in the way.",
+                    hint=f"Do not make a file or folder named {name}; the grader hands it to you.",
+                ) from None
+            with os.fdopen(fd, "wb") as f:
+                user = self.student_user
+                if user is not None and user.uid >= 0:
+                    os.fchown(f.fileno(), user.uid, user.gid)
+                f.write(data)
+        finally:
+            os.close(dfd)
+
+    def scratch(self, name: str) -> Path:
+        """A folder of the session's own that the student's programs may write in (for tools
+        such as nginx when there is no sandbox with a private /tmp)."""
+        path = self.workdir / name
+        path.mkdir(exist_ok=True)
+        self._to_student(path)
+        return path
+
+    def read_made(self, name: str, limit: int = 1 << 20) -> bytes | None:
+        """A file the student's programs made in their folder (None if absent), read without
+        following links, regular files only, at most ``limit`` bytes (else the student fails)."""
+        return read_made(self.submission, name, limit)
+
+    def stat_made(self, name: str) -> os.stat_result | None:
+        return stat_made(self.submission, name)
+
+    def copy_made(self, name: str, limit: int = 1 << 20) -> Path | None:
+        """A grader-owned copy of a file the student made (for APIs that take a path)."""
+        data = self.read_made(name, limit)
+        if data is None:
+            return None
+        folder = self.workdir / "made"
+        folder.mkdir(exist_ok=True)
+        (folder / name.replace("/", "_")).write_bytes(data)
+        return folder / name.replace("/", "_")
 
     def _choose_port(self, handout_port: int) -> int:
         """The handout's port inside a private namespace; outside, that port if free."""
@@ -149,8 +335,15 @@ class GradingContext:
     def close(self) -> None:
         if self._wire is not None:
             self._wire.close()
+        if self.cgroup is not None:
+            self.cgroup.kill_all()
 
     def cleanup(self) -> None:
+        if self.cgroup is not None:
+            self.cgroup.remove()
+        if in_private_mounts():
+            with contextlib.suppress(OSError):
+                unmount(str(self.submission))
         self._tmp.cleanup()
 
 
@@ -179,32 +372,44 @@ class Launcher:
         user = self.ctx.require_unprivileged()
         python = user.python if user else sys.executable
         interpreter = ["bash"] if program.endswith(".sh") else [python]
-        argv: Sequence[str] = [*interpreter, program, *args]
         stdin_file = None
         if stdin is not None:
             stdin_file = self.ctx.workdir / f"stdin-{len(self.processes)}-{id(self)}"
             stdin_file.write_bytes(stdin)
-        proc = StudentProcess(
-            argv,
-            cwd=self.ctx.submission,
-            env=self.ctx.student_env(),
-            limits=limits or self.ctx.assignment.limits,
-            label=f"{program} {' '.join(args)}".strip(),
-            stdin=stdin_file,
-            user=user,
+        return self._start(
+            [*interpreter, program, *args],
+            f"{program} {' '.join(args)}".strip(),
+            limits or self.ctx.assignment.limits,
+            stdin_file,
         )
-        self.processes.append(proc)
-        return proc.start()
 
     def start_system(self, argv: Sequence[str], label: str) -> StudentProcess:
         """Start a system program (stunnel, nginx) on the student's files, like a student program."""
+        return self._start(list(argv), label, self.ctx.assignment.limits, None)
+
+    def _start(self, argv: list[str], label: str, limits: Limits, stdin: Path | None) -> StudentProcess:
+        """Every student process starts here: as the student's uid, in the sandbox, in the
+        session's cgroup, with the per-process limits."""
+        ctx = self.ctx
+        user = ctx.require_unprivileged()
+        if ctx.sandbox is not None:
+            given = {ctx.submission / name: path for name, path in ctx.given.items()}
+            argv = ctx.sandbox.argv(argv, ctx.submission, writable=[ctx.submission], given=given)
+        elif ctx.require_sandbox:
+            raise HarnessError(
+                f"{ctx.sandbox_note}. Grading for marks runs student code only in a sandbox: "
+                "install bubblewrap (Debian: apt-get install bubblewrap) and allow user namespaces, "
+                "or pass --sandbox off to accept running it without one"
+            )
         proc = StudentProcess(
-            list(argv),
-            cwd=self.ctx.submission,
-            env=self.ctx.student_env(),
-            limits=self.ctx.assignment.limits,
+            argv,
+            cwd=ctx.submission,
+            env=ctx.student_env(),
+            limits=limits,
             label=label,
-            user=self.ctx.require_unprivileged(),
+            stdin=stdin,
+            user=user,
+            join=ctx.cgroup.procs_files() if ctx.cgroup is not None else (),
         )
         self.processes.append(proc)
         return proc.start()

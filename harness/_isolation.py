@@ -11,6 +11,7 @@ Ubuntu's AppArmor restriction) the session stays in the host's network and says 
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import fcntl
 import os
@@ -30,6 +31,7 @@ _MS_PRIVATE = 1 << 18
 _SIOCGIFFLAGS = 0x8913
 _SIOCSIFFLAGS = 0x8914
 _IFF_UP = 0x1
+_MNT_DETACH = 2
 
 
 @dataclass(frozen=True)
@@ -138,14 +140,66 @@ def _resolves_to_loopback(name: str) -> bool:
         return False
 
 
-_MNT_DETACH = 2
 _HIDDEN: list[str] = []
+
+
+_PRIVATE_MOUNTS: list[bool] = []
 
 
 def private_mounts() -> None:
     """A mount namespace of our own: what we mount (a hosts file, hidings) stays ours."""
     _unshare(CLONE_NEWNS)
     _mount(None, "/", _MS_REC | _MS_PRIVATE)
+    _PRIVATE_MOUNTS.append(True)
+
+
+def in_private_mounts() -> bool:
+    return bool(_PRIVATE_MOUNTS)
+
+
+def mount_tmpfs(target: str, size: int, mode: int) -> None:
+    """A fresh tmpfs of at most ``size`` bytes on ``target`` (in our mount namespace only)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    opts = f"size={size},mode={mode:o}".encode()
+    if libc.mount(b"wiregrade", target.encode(), b"tmpfs", ctypes.c_ulong(0), opts) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"mount tmpfs on {target}: {os.strerror(err)}")
+
+
+def unmount(target: str) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.umount2(target.encode(), _MNT_DETACH) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"umount {target}: {os.strerror(err)}")
+
+
+SESSION_BYTES = 2 << 30  # the session's own work space (keys, captures, certificates)
+
+
+def private_session_tmp(owner_uid: int) -> str | None:
+    """Put this session's temporary folders on a tmpfs of its own mount namespace.
+
+    The mount point is one fixed folder per user (``$TMPDIR/.wiregrade-sessions-UID``); every
+    session mounts its own tmpfs there, seen by it and its children only. When the session
+    ends, however it ends (a kill -9 of the grader too), the namespace and the tmpfs go with
+    it: no session folder, key log or capture is left on the machine. Returns the folder, or
+    None (then the session uses the ordinary temporary folder).
+    """
+    import stat
+    import tempfile
+
+    base = os.path.join(tempfile.gettempdir(), f".wiregrade-sessions-{owner_uid}")
+    try:
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(base, 0o711)
+        st = os.lstat(base)
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
+            return None  # not ours (someone else made it): never mount on it
+        mount_tmpfs(base, SESSION_BYTES, 0o711)
+    except OSError:
+        return None
+    tempfile.tempdir = base
+    return base
 
 
 def hide(paths: list[str], keep: list[str]) -> list[str]:

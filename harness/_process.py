@@ -47,14 +47,19 @@ def unregister_harness_pid(pid: int) -> None:
 _PR_SET_PDEATHSIG = 1
 
 
-def die_with_parent() -> None:
+def die_with_parent(parent: int | None = None) -> None:
     """SIGKILL this process when its parent dies (a kill -9 of the grader takes its sessions,
-    and a session's death takes its student programs, instead of leaving them behind)."""
+    and a session's death takes its student programs, instead of leaving them behind).
+
+    A change of credentials (entering a user namespace, setuid) clears the signal: call it
+    again after one, with ``parent`` the pid the parent had, to exit if it died meanwhile."""
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     except (OSError, AttributeError):
-        pass
+        return
+    if parent is not None and os.getppid() != parent:  # it died before the signal was armed
+        os._exit(137)
 
 
 def become_subreaper() -> bool:
@@ -80,22 +85,32 @@ class Limits:
     processes: int = 256
     output_bytes: int = 64 << 10
 
-    def preexec(self, user: StudentUser | None = None) -> Callable[[], None]:
+    def preexec(self, user: StudentUser | None = None, join: Sequence[str] = ()) -> Callable[[], None]:
         """The function that applies these limits in the child, between fork and exec.
 
         RLIMIT_NPROC counts every process (and thread) of the real user, not just this
         program's, and does not bind root. So the cap is what the user already runs plus
         ``processes``: a student at a busy desktop is not refused a thread, and a fork bomb
-        still stops. (As root it holds nothing; students then need their own user.)
+        still stops. (As root it holds nothing; students then need their own user.) ``join``
+        names the session cgroup's ``cgroup.procs`` files (the bound for all processes
+        together); the child joins them while it is still root. The death signal is set
+        after dropping to the student's uid: the kernel clears it on a change of credentials.
         """
         drop = user.preexec_drop if user is not None and user.uid >= 0 else None
         nproc = self.processes + _processes_of(user.uid if drop and user else os.getuid())
         cpu, mem, fsize = self.cpu_seconds, self.memory_bytes, self.file_bytes
         libc = ctypes.CDLL(None, use_errno=True)  # loaded here: the child only calls it
+        parent = os.getpid()
+        procs = [p.encode() for p in join]
 
         def apply() -> None:
-            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
             os.umask(0o022)  # files the program makes get the same mode on every grader
+            for path in procs:
+                fd = os.open(path, os.O_WRONLY)
+                try:
+                    os.write(fd, b"0")
+                finally:
+                    os.close(fd)
             resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
             resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
             resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
@@ -103,6 +118,9 @@ class Limits:
             resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
             if drop is not None:
                 drop()
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+            if os.getppid() != parent:  # the grader died before the signal was armed
+                os._exit(137)
 
         return apply
 
@@ -357,6 +375,7 @@ class StudentProcess:
     killed_by_grader: bool = False
     stdin: Path | None = None  # a file to read as standard input (else stdin is closed)
     user: StudentUser | None = None  # run as this unprivileged user (None: as we are)
+    join: Sequence[str] = ()  # cgroup.procs files to join (the session's bound for all)
 
     def __post_init__(self) -> None:
         self.stdout = CappedOutput(self.limits.output_bytes)
@@ -379,7 +398,7 @@ class StudentProcess:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 start_new_session=True,
-                preexec_fn=self.limits.preexec(self.user),
+                preexec_fn=self.limits.preexec(self.user, self.join),
                 close_fds=True,
             )
         except (OSError, subprocess.SubprocessError) as exc:

@@ -73,6 +73,7 @@ class Environment:
     wire: str = "unknown"
     wire_detail: str = ""
     python: str = ""
+    sandbox: str = ""  # what contained the student's programs (bubblewrap, cgroup), in words
 
 
 @dataclass(frozen=True)

@@ -29,31 +29,45 @@ def main(argv: list[str] | None = None) -> int:
         choices=("auto", "off"),
         help="as root: run student programs as an unprivileged uid (auto) or as root (off)",
     )
+    ap.add_argument(
+        "--sandbox",
+        default="auto",
+        choices=("auto", "off"),
+        help="student programs in a bubblewrap sandbox (auto; required when grading for marks) or not (off)",
+    )
     ap.add_argument("-k", dest="keyword", default=None, help="only checks matching (debugging)")
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args(argv)
 
     from ._process import die_with_parent
 
+    parent, owner = os.getppid(), os.getuid()
     die_with_parent()
     # Before anything starts a thread: unshare(CLONE_NEWUSER) needs a single-threaded process.
     from ._isolation import enter_private_network
 
     iso = enter_private_network(args.isolation)
+    die_with_parent(parent)  # entering a user namespace changed our credentials: arm it again
     names_note = ""
-    if iso.private_network:
-        import tempfile
+    private_tmp = None
+    import tempfile
 
+    if iso.private_network:
         from ._assignment import load_assignment as _load
-        from ._isolation import map_host_names, private_mounts
+        from ._isolation import map_host_names, private_mounts, private_session_tmp
 
         try:
             private_mounts()
+            private_tmp = private_session_tmp(owner)
             names_note = map_host_names(
                 [_load(args.assignment).host], tempfile.mkdtemp(prefix="wiregrade-ns-")
             )
         except OSError as exc:
             names_note = f"could not map the handout's host name to 127.0.0.1 ({exc})"
+    if private_tmp is None:  # our folders outlive a kill -9 here: remove those of dead sessions
+        from ._context import sweep_stale_sessions
+
+        sweep_stale_sessions()
     from ._process import become_subreaper
 
     become_subreaper()
@@ -74,11 +88,12 @@ def main(argv: list[str] | None = None) -> int:
     import pytest
 
     from ._assignment import load_assignment
-    from ._context import set_isolation, set_student_user
+    from ._context import set_isolation, set_sandbox_mode, set_student_user
     from ._user import choose_student_user
 
     user = choose_student_user(args.student_user)
     set_student_user(user)
+    set_sandbox_mode(args.sandbox)
     notes = [n for n in (names_note, user.note if user else "") if n]
     if notes:
         iso = replace(iso, detail="; ".join([iso.detail, *notes]))

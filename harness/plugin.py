@@ -190,7 +190,9 @@ class _CollectWatcher:
 def grading(request: pytest.FixtureRequest) -> Iterator[GradingContext]:
     """The session's grading context (submission copy, port, wire, key log)."""
     st = _state(request.config)
-    ctx = GradingContext(st.assignment, st.submission, st.student, st.wire_choice)
+    ctx = GradingContext(
+        st.assignment, st.submission, st.student, st.wire_choice, require_sandbox=st.visibility == "all"
+    )
     st.ctx = ctx
     _hide_from_students(st, ctx)
     try:
@@ -215,7 +217,7 @@ def wire(grading: GradingContext) -> Wire:
 def pki(grading: GradingContext) -> GraderPKI:
     """The grader's certificates for this session; the CA is also in the submission as ca.crt."""
     pki = GraderPKI(grading.assignment.host, grading.workdir)
-    grading.hand_over(shutil.copyfile(pki.ca_file, grading.submission / "ca.crt"))
+    grading.give("ca.crt", Path(pki.ca_file).read_bytes(), 0o444)
     return pki
 
 
@@ -340,6 +342,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         env = Environment(
             isolation=iso.kind,
             isolation_detail="; ".join(filter(None, [iso.detail, st.hidden_note])),
+            sandbox="; ".join(filter(None, [st.ctx.sandbox_note, st.ctx.cgroup_note, st.ctx.left_out_note])),
             wire=w.info.backend if w else "not used",
             wire_detail=(w.info.detail if w else ""),
             python=platform.python_version(),

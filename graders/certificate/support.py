@@ -40,9 +40,10 @@ authorityKeyIdentifier = keyid"""
 class Made:
     """What the script made, and what the student handed in."""
 
-    folder: Path
+    folder: Path  # the grader's own copies of what the script made (read without following links)
     run: harness.StudentProcess
     handed_in_keys: list[str]
+    modes: dict[str, int]  # the permissions the script gave each file
 
     def path(self, name: str) -> Path:
         return self.folder / name
@@ -69,7 +70,8 @@ def made(grading: GradingContext) -> Shared[Made]:
         with grading.launcher() as launcher:
             proc = launcher.run(script, timeout=grading.assignment.check_seconds - 5)
         code = proc.returncode
-        missing = [n for n in MADE if not (grading.submission / n).is_file()]
+        copies = {n: grading.copy_made(n) for n in MADE}
+        missing = [n for n, copy in copies.items() if copy is None]
         if code != 0 or missing:
             what = f"{script} exited with code {code}" if code else f"{script} ran"
             gone = f" and did not make {', '.join(missing)}" if missing else ""
@@ -78,7 +80,8 @@ def made(grading: GradingContext) -> Shared[Made]:
                 expected=f"{script} makes {', '.join(MADE)} and exits with code 0",
                 hint=f"Run `bash {script}` in an empty copy of your folder and read openssl's message.",
             )
-        return Made(grading.submission, proc, keys)
+        modes = {n: st.st_mode & 0o777 for n in MADE if (st := grading.stat_made(n)) is not None}
+        return Made(grading.workdir / "made", proc, keys, modes)
 
     return Shared(run, owner="The script makes server.crt, server.key and server.pem")
 

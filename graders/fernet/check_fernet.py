@@ -44,14 +44,15 @@ from harness import GradingContext, Launcher, check, fail
 )
 def test_genkey(grading: GradingContext, student: Launcher) -> None:
     p = student.run(program(grading, "tool"), "genkey", "student.key", timeout=15)
-    path = grading.submission / "student.key"
-    if p.returncode != 0 or not path.is_file():
+    data = grading.read_made("student.key", limit=4096)
+    status = grading.stat_made("student.key")
+    if p.returncode != 0 or data is None or status is None:
         raise fail(f"`{p.label}` exited with code {p.returncode} and made no file.\n{p.output_tail()}")
     try:
-        Fernet(path.read_bytes().strip())
+        Fernet(data.strip())
     except ValueError as exc:
-        raise fail(f"student.key does not hold a Fernet key ({exc}): {path.read_bytes()[:80]!r}") from None
-    mode = path.stat().st_mode & 0o777
+        raise fail(f"student.key does not hold a Fernet key ({exc}): {data[:80]!r}") from None
+    mode = status.st_mode & 0o777
     if mode & 0o077:
         raise fail(f"The key file has mode {mode:03o}: others on the machine can read your secret key.")
 
@@ -78,15 +79,15 @@ def test_round_trip(grading: GradingContext, student: Launcher, keys: Keys) -> N
                 f"not {data[:60]!r}.\n{back.output_tail(5)}"
             )
     big = os.urandom(3 << 20)
-    (grading.submission / "big.bin").write_bytes(big)
+    grading.give("big.bin", big, 0o444)
     steps = [("encrypt", "big.bin", "big.token"), ("decrypt", "big.token", "big.out")]
     for command, src, dst in steps:
         p = tool(student, grading, command, keys.path, "-i", src, "-o", dst, stdin=None, big=True)
         if p.returncode != 0:
             raise fail(f"With files, `{p.label}` exited with code {p.returncode}.\n{p.output_tail(5)}")
-    out = grading.submission / "big.out"
-    if not out.is_file() or out.read_bytes() != big:
-        size = out.stat().st_size if out.is_file() else 0
+    back = grading.read_made("big.out", limit=2 * len(big))
+    if back != big:
+        size = len(back or b"")
         raise fail(f"3 MB through -i/-o came back as {size:,} bytes that differ from the input.")
 
 

@@ -29,14 +29,11 @@ class Keys:
 
 @pytest.fixture(scope="session")
 def keys(grading: GradingContext) -> Keys:
-    """The grader's key (and a wrong one), written into the submission copy, mode 600."""
+    """The grader's key (and a wrong one), handed to the student's programs read-only."""
     made = []
     for name in ("grader.key", "wrong.key"):
         key = Fernet.generate_key()
-        path = grading.submission / name
-        path.write_bytes(key + b"\n")
-        path.chmod(0o600)
-        grading.hand_over(path)  # the student's programs read it
+        grading.give(name, key + b"\n", 0o400)
         made.append((name, Fernet(key)))
     return Keys(made[0][0], made[0][1], made[1][0], made[1][1])
 

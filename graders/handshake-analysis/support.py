@@ -8,7 +8,6 @@ matched by their client and server addresses.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,8 +43,7 @@ class Capture:
 
 def make_capture(grading: GradingContext, part: str, name: str) -> Capture:
     made = make_for_student(grading, scenario, part, name, (".pcap", ".keys"))
-    keylog = grading.workdir / f"{name}.keys"  # ours: the student's copy is theirs to change
-    shutil.copyfile(grading.submission / f"{name}.keys", keylog)
+    keylog = grading.given[f"{name}.keys"]  # ours: handed to the student read-only
     answers = made["answers"]
     return Capture(
         f"{name}.pcap",

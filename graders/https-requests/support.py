@@ -72,8 +72,8 @@ def insecure_source(ctx: GradingContext) -> str:
     found = sorted(
         {
             m.group(0)
-            for p in ctx.submission.rglob("*.py")
-            for m in INSECURE.finditer(p.read_text(errors="replace"))
+            for name in harness.regular_files(ctx.submission, ".py")
+            for m in INSECURE.finditer((ctx.read_made(name) or b"").decode(errors="replace"))
         }
     )
     return f" Your code contains {', '.join(found)}: never switch verification off." if found else ""

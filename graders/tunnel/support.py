@@ -10,6 +10,7 @@ import ssl
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
@@ -108,10 +109,8 @@ def backends(grading: GradingContext, pki: GraderPKI, token: str) -> Iterator[tu
     """The plaintext programs, at the handout's ports (behind a recording relay if the wire
     backend is a relay, so the plaintext hop is seen either way), and the certificate."""
     cert = pki.certs["good"]
-    cert.cert_chain_pems[0].write_to_path(str(grading.submission / "server.crt"))
-    cert.private_key_pem.write_to_path(str(grading.submission / "server.key"))
-    os.chmod(grading.submission / "server.key", 0o600)
-    grading.hand_over(grading.submission / "server.key")  # stunnel and nginx run as the student
+    grading.give("server.crt", cert.cert_chain_pems[0].bytes(), 0o444)
+    grading.give("server.key", cert.private_key_pem.bytes(), 0o400)  # stunnel and nginx run as the student
     relayed = grading.wire.info.backend == "relay"
     echo = EchoBackend(0 if relayed else port(grading, "echo_port"))
     app = AppBackend(0 if relayed else port(grading, "app_port"), token)
@@ -214,20 +213,24 @@ def start_nginx(ctx: GradingContext, launcher: Launcher) -> harness.StudentProce
     conf = str(cfg(ctx)["nginx_config"])
     if not (ctx.submission / conf).is_file():
         raise fail(f"There is no {conf} in your submission.")
-    tmp = ctx.submission / ".nginx-tmp"
-    tmp.mkdir(exist_ok=True)
+    # nginx's own files go to the sandbox's private /tmp (else a folder of the session's own)
+    tmp = Path("/tmp") if ctx.sandbox is not None else ctx.workdir / "nginx-tmp"
+    if ctx.sandbox is None:
+        tmp = ctx.scratch("nginx-tmp")
     temp_paths = "\n".join(
         f"    {k}_temp_path {tmp}/{k};" for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
     )
     as_root = os.geteuid() == 0 and (ctx.student_user is None or ctx.student_user.uid < 0)
-    (ctx.submission / WRAPPER).write_text(
-        ("user root;\n" if as_root else "")
-        + f"daemon off;\nworker_processes 1;\npid {tmp}/nginx.pid;\nerror_log stderr notice;\n"
-        "events { worker_connections 64; }\n"
-        f"http {{\n    access_log off;\n{temp_paths}\n    include {ctx.submission / conf};\n}}\n"
+    ctx.give(
+        WRAPPER,
+        (
+            ("user root;\n" if as_root else "")
+            + f"daemon off;\nworker_processes 1;\npid {tmp}/nginx.pid;\nerror_log stderr notice;\n"
+            "events { worker_connections 64; }\n"
+            f"http {{\n    access_log off;\n{temp_paths}\n    include {ctx.submission / conf};\n}}\n"
+        ).encode(),
+        0o444,
     )
-    ctx.hand_over(tmp)
-    ctx.hand_over(ctx.submission / WRAPPER)
     proc = launcher.start_system(
         [exe, "-p", str(ctx.submission), "-c", str(ctx.submission / WRAPPER), "-e", "stderr"],
         f"nginx with {conf}",
