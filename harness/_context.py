@@ -6,6 +6,7 @@ import contextlib
 import os
 import shutil
 import socket
+import stat
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
@@ -258,6 +259,21 @@ class GradingContext:
             self._place_in_submission(name, data, mode)
         return path
 
+    def clear_given_names(self) -> None:
+        """Remove links (never followed) and special files the student's programs put where a
+        handed-over file is bound, so the bind lands on a plain file of the submission."""
+        dfd = os.open(self.submission, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        try:
+            for name in self.given:
+                try:
+                    st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+                except FileNotFoundError:
+                    continue
+                if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+                    os.unlink(name, dir_fd=dfd)
+        finally:
+            os.close(dfd)
+
     def _to_student(self, path: Path) -> None:
         user = self.student_user
         if user is not None and user.uid >= 0:
@@ -393,6 +409,7 @@ class Launcher:
         ctx = self.ctx
         user = ctx.require_unprivileged()
         if ctx.sandbox is not None:
+            ctx.clear_given_names()
             given = {ctx.submission / name: path for name, path in ctx.given.items()}
             argv = ctx.sandbox.argv(argv, ctx.submission, writable=[ctx.submission], given=given)
         elif ctx.require_sandbox:

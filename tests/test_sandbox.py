@@ -1,0 +1,259 @@
+"""Student code is hostile: what it can see, write and leave behind, tried as an attacker would.
+
+Each test is one attack of issue 12 (a submission graded for marks, as root where the machine
+allows it): links planted at run time for the grader to follow, reading the checkout, other
+students and the grader's processes, memory spread over many children, files left in /tmp.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from harness._assignment import load_assignment
+from harness._runner import grade_batch, run_session
+from harness._sandbox import Sandbox, find, system_folders
+from harness._user import choose_student_user
+from tests.conftest import ROOT, Exercises, needs_tshark
+from tests.test_plugin import make_project
+
+needs_root_sandbox = pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("bwrap") is None, reason="needs root and bubblewrap"
+)
+
+ATTACK_GRADER = """
+from harness import check
+
+@check(title="Plants links", points=1)
+def test_a_plant(student, evidence):
+    proc = student.run("attack.py", "plant", timeout=20)
+    evidence.text("plant", proc.stdout.text() + proc.stderr.text())
+
+@check(title="Peeks", points=1)
+def test_b_peek(student, evidence, pki):
+    proc = student.run("attack.py", "peek", timeout=20)
+    evidence.text("peek", proc.stdout.text() + proc.stderr.text())
+
+@check(title="Is handed a file", points=1)
+def test_c_give(grading, student, evidence):
+    grading.give("given.txt", b"from the grader")
+    proc = student.run("attack.py", "cat", timeout=20)
+    evidence.text("cat", proc.stdout.text() + proc.stderr.text())
+
+@check(title="Has its output read", points=1)
+def test_d_read(grading, evidence):
+    evidence.text("read", repr(grading.read_made("out.txt")))
+"""
+
+ATTACK = """
+import os, sys
+victim, secret, *peeks = open("targets.txt").read().split()
+if sys.argv[1] == "plant":
+    for name, target in (("ca.crt", victim), ("given.txt", victim), ("out.txt", secret)):
+        os.symlink(target, name)
+    for folder in ("/tmp", "/var/tmp", "/dev/shm"):
+        try:
+            open(os.path.join(folder, "wiregrade-left-" + os.path.basename(victim)), "w").write("x")
+        except OSError as exc:
+            print("NOWRITE", folder, exc)
+elif sys.argv[1] == "peek":
+    for target in peeks:
+        try:
+            print("LEAK", target, open(target, "rb").read(40))
+        except OSError as exc:
+            print("BLOCKED", target, type(exc).__name__)
+    pids = [p for p in os.listdir("/proc") if p.isdigit()]
+    print("PIDS", len(pids))
+    for p in pids:
+        try:
+            print("CMDLINE", open(f"/proc/{p}/cmdline", "rb").read().replace(bytes(1), b" ")[:80])
+        except OSError:
+            pass
+    print("UID", os.getuid())
+elif sys.argv[1] == "cat":
+    print("GIVEN", open("given.txt").read())
+"""
+
+
+@pytest.fixture
+def lair() -> Iterator[Path]:
+    """A folder outside every submission holding a root-only secret and a file to overwrite."""
+    folder = Path(tempfile.mkdtemp(prefix="wiregrade-lair-"))
+    (folder / "secret").write_text("TOPSECRET-" + os.urandom(8).hex())
+    (folder / "secret").chmod(0o600)
+    (folder / "victim").write_text("the victim's own content")
+    (folder / "victim").chmod(0o600)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@needs_root_sandbox
+def test_an_attacking_submission_reaches_nothing(
+    lair: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    project = tmp_path / "project"
+    make_project(project, ATTACK_GRADER, total=4)
+    monkeypatch.setenv("WIREGRADE_HOME", str(project))
+    subs = tmp_path / "subs"
+    for name in ("alice", "bob"):
+        (subs / name).mkdir(parents=True)
+        (subs / name / "attack.py").write_text(ATTACK)
+        (subs / name / "diary.txt").write_text(f"{name}'s private answers")
+    peeks = [
+        ROOT / ".git" / "HEAD",
+        ROOT / "reference" / "fernet" / "fernet_tool.py",
+        subs / "bob" / "diary.txt",
+    ]
+    (subs / "alice" / "targets.txt").write_text(
+        " ".join(map(str, [lair / "victim", lair / "secret", *peeks]))
+    )
+    (subs / "bob" / "targets.txt").write_text(f"{lair / 'victim'} {lair / 'secret'}")
+    results = {r.student: r for r in grade_batch(load_assignment("boom"), subs, tmp_path / "out", 2)}
+    alice = results["alice"]
+    assert not alice.harness_error, alice.harness_error
+    assert "bubblewrap" in alice.environment.sandbox, alice.environment
+    seen = {e.title: str(e.data) for c in alice.checks for e in c.evidence}
+    # 1. root never wrote through the links, nor read through them
+    assert (lair / "victim").read_text() == "the victim's own content"
+    for out in (tmp_path / "out").rglob("*"):
+        if out.is_file() and out.suffix in (".json", ".html", ".xml", ".csv"):
+            assert "TOPSECRET" not in out.read_text(errors="replace"), out
+    reading = next(c for c in alice.checks if c.id == "d-read")
+    assert reading.outcome.value == "failed" and "symbolic link" in reading.seen, reading
+    assert "GIVEN from the grader" in seen["cat"], seen["cat"]  # the handed file, not the link
+    # 2 and 3. nothing of the checkout, the other students or the other processes
+    assert "LEAK" not in seen["peek"], seen["peek"]
+    assert seen["peek"].count("BLOCKED") == 3
+    pids = int(seen["peek"].split("PIDS ")[1].split()[0])
+    assert pids <= 4, seen["peek"]  # its own (bwrap's init, python): not the grader's
+    cmdlines = [ln for ln in seen["peek"].splitlines() if ln.startswith("CMDLINE")]
+    assert cmdlines and not [ln for ln in cmdlines if "harness" in ln or "subs" in ln], cmdlines
+    assert "UID 0" not in seen["peek"]
+    # 7. what it wrote to /tmp, /var/tmp and /dev/shm is gone with it
+    for folder in ("/tmp", "/var/tmp", "/dev/shm"):
+        assert not Path(folder, "wiregrade-left-victim").exists()
+
+
+def test_a_root_only_file_bound_in_by_mistake_stays_unreadable(tmp_path: Path) -> None:
+    """The uid bwrap runs as is unprivileged outside every namespace, not root mapped inside."""
+    if os.geteuid() != 0 or shutil.which("bwrap") is None:
+        pytest.skip("needs root and bubblewrap")
+    user = choose_student_user()
+    if user is None or user.uid < 0:
+        pytest.skip("no unprivileged interpreter here")
+    secret = tmp_path / "root-only"
+    secret.write_text("TOPSECRET")
+    secret.chmod(0o600)
+    tmp_path.chmod(0o755)
+    box, why = find(system_folders(), user.preexec_drop)
+    assert box is not None, why
+    argv = box.argv(["cat", "/mnt/secret"], Path("/"), given={Path("/mnt/secret"): secret})
+    run = subprocess.run(argv, preexec_fn=user.preexec_drop, capture_output=True, timeout=30, check=False)
+    assert run.returncode != 0 and b"TOPSECRET" not in run.stdout
+    assert b"Permission denied" in run.stderr, run.stderr
+    argv = box.argv(["cat", "/etc/shadow"], Path("/"))
+    run = subprocess.run(argv, preexec_fn=user.preexec_drop, capture_output=True, timeout=30, check=False)
+    assert run.returncode != 0, "uid 0 inside the sandbox must not be root's uid outside"
+
+
+MEMORY_GRADER = """
+from harness import check
+
+@check(title="Spreads memory over children", points=1)
+def test_spread(student, evidence):
+    proc = student.run("spread.py", timeout=60)
+    evidence.text("spread", proc.stdout.text())
+"""
+
+SPREAD = """
+import os
+kids = []
+for i in range(6):
+    pid = os.fork()
+    if pid == 0:
+        block = bytearray(300 << 20)
+        for j in range(0, len(block), 4096):
+            block[j] = 1
+        r, w = 0, 0
+        import time
+        time.sleep(3)
+        os._exit(0)
+    kids.append(pid)
+done = sum(os.waitpid(k, 0)[1] == 0 for k in kids)
+print("FINISHED", done)
+"""
+
+
+@needs_root_sandbox
+def test_memory_is_bounded_for_all_processes_together(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Six children of 300 MB each (1.8 GB) under a 1 GiB session bound: not all of them live."""
+    project = tmp_path / "project"
+    make_project(project, MEMORY_GRADER, total=1)
+    monkeypatch.setenv("WIREGRADE_HOME", str(project))
+    (tmp_path / "alice").mkdir()
+    (tmp_path / "alice" / "spread.py").write_text(SPREAD)
+    r = run_session(load_assignment("boom"), tmp_path / "alice", tmp_path / "out", "alice")
+    if "cgroup" not in r.environment.sandbox or "limited to" not in r.environment.sandbox:
+        pytest.skip(f"no cgroup here: {r.environment.sandbox}")
+    spread = next(e.data for c in r.checks for e in c.evidence if e.title == "spread")
+    assert "FINISHED" in spread, spread
+    assert int(spread.split("FINISHED ")[1].split()[0]) < 6, spread
+
+
+RUNTIME_LINKS = """
+import os, runpy, sys
+victim, secret = open("lair.txt").read().split()
+if sys.argv[1:2] == ["genkey"]:
+    os.symlink(secret, sys.argv[2])                   # the grader reads the key file back
+    for name in ("big.bin", "grader.key", "wrong.key"):  # ... and hands these over later
+        os.symlink(victim, name)
+    sys.exit(0)
+sys.argv[0] = "real_tool.py"
+runpy.run_path("real_tool.py", run_name="__main__")
+"""
+
+
+@needs_tshark
+@pytest.mark.slow
+@needs_root_sandbox
+def test_fernet_links_made_at_run_time_are_never_followed(
+    exercises: Exercises, lair: Path, tmp_path: Path
+) -> None:
+    sub = tmp_path / "subs" / "linker"
+    shutil.copytree(exercises.submissions("fernet") / "reference", sub)
+    (sub / "fernet_tool.py").rename(sub / "real_tool.py")
+    (sub / "fernet_tool.py").write_text(RUNTIME_LINKS)
+    (sub / "lair.txt").write_text(f"{lair / 'victim'} {lair / 'secret'}")
+    [r] = grade_batch(load_assignment("fernet"), tmp_path / "subs", tmp_path / "out", 1)
+    assert (lair / "victim").read_text() == "the victim's own content"
+    text = json.dumps([c.__dict__ for c in r.checks], default=str)
+    assert "TOPSECRET" not in text
+    genkey = next(c for c in r.checks if "genkey" in c.title)
+    assert genkey.outcome.value == "failed" and "symbolic link" in genkey.seen, genkey.seen
+    assert not r.errors, [c.seen for c in r.errors]
+
+
+def test_find_says_why_when_bubblewrap_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("shutil.which", lambda name, *a, **k: None)
+    box, why = find(system_folders(), None)
+    assert box is None and "bubblewrap is not installed" in why
+
+
+def test_the_sandbox_command_line_is_an_allow_list() -> None:
+    box = Sandbox("/usr/bin/bwrap", "bubblewrap 0.8.0", ("/usr", "/etc"))
+    argv = box.argv([sys.executable, "x.py"], Path("/w/sub"), writable=[Path("/w/sub")])
+    binds = [argv[i + 1] for i, a in enumerate(argv) if a in ("--bind", "--ro-bind")]
+    assert "/" not in binds and str(ROOT) not in binds
+    assert binds[-1] == "/w/sub" and argv[argv.index("--bind") + 1] == "/w/sub"
+    for flag in ("--unshare-pid", "--die-with-parent", "--new-session", "--disable-userns"):
+        assert flag in argv
