@@ -210,7 +210,14 @@ class GradingContext:
             folders = _sandbox.interpreter_folders(python, "", sys.prefix)
             folders += _sandbox.interpreter_folders(python, "", sys.base_prefix)
         ids = _outside_ids()
-        box, why = _sandbox.find(_sandbox.system_folders() + folders, drop, *(ids if ids else (None, None)))
+        box, why = _sandbox.find(
+            _sandbox.system_folders() + folders,
+            drop,
+            inside_uid=ids[0] if ids else None,
+            inside_gid=ids[1] if ids else None,
+            probe=(python, "-c", "import ssl"),
+            env=self.student_env(),
+        )
         if box is None:
             return None, f"student programs NOT in a sandbox: {why}"
         return box, (
@@ -408,10 +415,14 @@ class Launcher:
         session's cgroup, with the per-process limits."""
         ctx = self.ctx
         user = ctx.require_unprivileged()
+        status_pipe = None
         if ctx.sandbox is not None:
             ctx.clear_given_names()
             given = {ctx.submission / name: path for name, path in ctx.given.items()}
-            argv = ctx.sandbox.argv(argv, ctx.submission, writable=[ctx.submission], given=given)
+            status_pipe = os.pipe()
+            argv = ctx.sandbox.argv(
+                argv, ctx.submission, writable=[ctx.submission], given=given, status_fd=status_pipe[1]
+            )
         elif ctx.require_sandbox:
             raise HarnessError(
                 f"{ctx.sandbox_note}. Grading for marks runs student code only in a sandbox: "
@@ -427,6 +438,7 @@ class Launcher:
             stdin=stdin,
             user=user,
             join=ctx.cgroup.procs_files() if ctx.cgroup is not None else (),
+            status_pipe=status_pipe,
         )
         self.processes.append(proc)
         return proc.start()

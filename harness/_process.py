@@ -376,6 +376,10 @@ class StudentProcess:
     stdin: Path | None = None  # a file to read as standard input (else stdin is closed)
     user: StudentUser | None = None  # run as this unprivileged user (None: as we are)
     join: Sequence[str] = ()  # cgroup.procs files to join (the session's bound for all)
+    # (read, write) ends of a pipe on which a sandbox's keeper writes how the program ended
+    # (the sandbox itself lives on while daemons the program left run)
+    status_pipe: tuple[int, int] | None = None
+    _code: int | None = None
 
     def __post_init__(self) -> None:
         self.stdout = CappedOutput(self.limits.output_bytes)
@@ -400,12 +404,15 @@ class StudentProcess:
                 start_new_session=True,
                 preexec_fn=self.limits.preexec(self.user, self.join),
                 close_fds=True,
+                pass_fds=(self.status_pipe[1],) if self.status_pipe else (),
             )
         except (OSError, subprocess.SubprocessError) as exc:
             raise HarnessError(f"could not start {self.label}: {exc}") from exc
         finally:
             if stdin_file:
                 stdin_file.close()
+            if self.status_pipe:
+                os.close(self.status_pipe[1])
         self.started_at = time.monotonic()
         _LIVE_STUDENT_PIDS.add(self._popen.pid)
         for stream, sink in ((self._popen.stdout, self.stdout), (self._popen.stderr, self.stderr)):
@@ -420,8 +427,28 @@ class StudentProcess:
         return self._popen.pid
 
     def poll(self) -> int | None:
+        """The program's exit code (negative: the signal), or None while it runs."""
         assert self._popen is not None
+        if self._code is None and self.status_pipe is not None:
+            self._read_status(0)
+        if self._code is not None:
+            return self._code
         return self._popen.poll()
+
+    def _read_status(self, timeout: float) -> None:
+        """Read the keeper's word, waiting at most ``timeout`` for it (or for its end)."""
+        import select
+
+        assert self.status_pipe is not None
+        r = self.status_pipe[0]
+        try:
+            ready, _, _ = select.select([r], [], [], timeout)
+            if ready:
+                data = os.read(r, 64)
+                if data.strip().lstrip(b"-").isdigit():
+                    self._code = int(data)
+        except (OSError, ValueError):
+            pass
 
     @property
     def returncode(self) -> int | None:
@@ -431,10 +458,18 @@ class StudentProcess:
         """Wait (bounded) for it to exit; once it has, its output has been read to the end too
         (a crash's traceback is in the pipe a moment after the exit)."""
         assert self._popen is not None
-        try:
-            code = self._popen.wait(timeout)
-        except subprocess.TimeoutExpired:
-            return None
+        deadline = time.monotonic() + timeout
+        code = None
+        if self.status_pipe is not None:  # the keeper says when the program ends
+            while (code := self.poll()) is None and (left := deadline - time.monotonic()) > 0:
+                self._read_status(min(left, 0.5))
+                if self._code is None and self._popen.poll() is not None:
+                    break
+        if code is None:
+            try:
+                code = self._popen.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                return None
         for t in self._threads:
             t.join(timeout=2)  # a grandchild holding the pipe open must not hang us
         return code
@@ -536,7 +571,7 @@ class StudentProcess:
     def _kill(self) -> None:
         assert self._popen is not None
         pid = self._popen.pid
-        if self._popen.poll() is None:
+        if self.poll() is None:
             self.killed_by_grader = True
         # Freeze-and-kill in rounds: a fork loop may create children while we look.
         for _ in range(20):
@@ -556,6 +591,11 @@ class StudentProcess:
         reap_orphans()
         for t in self._threads:
             t.join(timeout=2)
+        if self.status_pipe is not None:
+            if self._code is None:
+                self._read_status(0)
+            os.close(self.status_pipe[0])
+            self.status_pipe = None
 
     def __enter__(self) -> StudentProcess:
         return self

@@ -30,6 +30,35 @@ from pathlib import Path
 
 TMP_BYTES = 64 << 20  # each of /tmp, /var/tmp, /dev/shm (RAM: bounded)
 
+# The sandbox's pid 1. bwrap ends the pid namespace, killing everything in it, when its first
+# process exits; a server that daemonises (stunnel without `foreground = yes`, a student's
+# fork-and-setsid) must live on, as it would outside. So pid 1 is this keeper: it runs the
+# program, writes how it ended to the grader's pipe, then reaps the orphans it inherits and
+# exits when none is left (the grader kills them all at the end of the check).
+KEEPER = """
+import os, sys
+fd, argv = int(sys.argv[1]), sys.argv[2:]
+child = os.fork()
+if child == 0:
+    os.close(fd)
+    try:
+        os.execvp(argv[0], argv)
+    except OSError as exc:
+        sys.stderr.write(f"cannot run {argv[0]}: {exc.strerror}\\n")
+        os._exit(127)
+code = 0
+while True:
+    try:
+        pid, status = os.wait()
+    except ChildProcessError:
+        break
+    if pid == child:
+        code = os.waitstatus_to_exitcode(status)
+        os.write(fd, str(code).encode())
+        os.close(fd)
+sys.exit(code if code >= 0 else 128 - code)
+"""
+
 
 @dataclass(frozen=True)
 class Sandbox:
@@ -41,6 +70,7 @@ class Sandbox:
     inside_uid: int | None = None  # --uid/--gid inside (a self-check shows the user's own)
     inside_gid: int | None = None
     tmp_bytes: int = TMP_BYTES
+    python: str = ""  # runs the keeper (pid 1); without one the program itself is the first process
 
     def argv(
         self,
@@ -48,11 +78,13 @@ class Sandbox:
         cwd: Path,
         writable: Sequence[Path] = (),
         given: Mapping[Path, Path] | None = None,
+        status_fd: int | None = None,
     ) -> list[str]:
         """bwrap's command line that runs ``command`` in ``cwd`` inside the sandbox.
 
         ``writable`` folders are bound read-write; ``given`` maps a path inside (a name in the
-        submission) to the grader's file outside, bound read-only there.
+        submission) to the grader's file outside, bound read-only there. With ``status_fd``
+        (and a ``python``) the keeper is pid 1 and writes the program's exit code there.
         """
         a = [
             self.bwrap,
@@ -77,17 +109,19 @@ class Sandbox:
                 a += ["--symlink", os.readlink(host), str(host)]
             elif host.is_dir():
                 a += ["--ro-bind", str(host), str(host)]
+        a += ["--proc", "/proc", "--dev", "/dev"]
+        for tmp in ("/tmp", "/var/tmp", "/dev/shm"):  # before the binds: a venv in /tmp stays seen
+            a += ["--perms", "1777", "--size", str(self.tmp_bytes), "--tmpfs", tmp]
         for path in self.readonly:
             a += ["--ro-bind", path, path]
-        a += ["--proc", "/proc", "--dev", "/dev"]
-        for tmp in ("/tmp", "/var/tmp", "/dev/shm"):
-            a += ["--perms", "1777", "--size", str(self.tmp_bytes), "--tmpfs", tmp]
         for folder in writable:
             a += ["--bind", str(folder), str(folder)]
         for inside, outside in (given or {}).items():
             a += ["--ro-bind", str(outside), str(inside)]
-        a += ["--chdir", str(cwd), "--", *command]
-        return a
+        a += ["--chdir", str(cwd)]
+        if status_fd is not None and self.python:
+            return [*a, "--as-pid-1", "--", self.python, "-I", "-S", "-c", KEEPER, str(status_fd), *command]
+        return [*a, "--", *command]
 
 
 def system_folders() -> list[str]:
@@ -124,22 +158,28 @@ def find(
     preexec: Callable[[], None] | None,
     inside_uid: int | None = None,
     inside_gid: int | None = None,
+    probe: Sequence[str] = ("true",),
+    env: Mapping[str, str] | None = None,
 ) -> tuple[Sandbox | None, str]:
-    """The session's sandbox, tried once for real (as the student uid, through ``preexec``),
-    or (None, why not)."""
+    """The session's sandbox, tried once for real (``probe``, e.g. the student's interpreter,
+    as the student uid through ``preexec``), or (None, why not). A sandbox that cannot run
+    the student's interpreter is ours to report, never a student's failure."""
     bwrap = shutil.which("bwrap")
     if bwrap is None:
         return None, "bubblewrap is not installed (Debian: apt-get install bubblewrap)"
-    box = Sandbox(bwrap, _version(bwrap), tuple(dict.fromkeys(readonly)), inside_uid, inside_gid)
+    python = probe[0] if probe and probe[0] != "true" else ""
+    box = Sandbox(
+        bwrap, _version(bwrap), tuple(dict.fromkeys(readonly)), inside_uid, inside_gid, python=python
+    )
     try:
         run = subprocess.run(
-            box.argv(["true"], Path("/")),
+            box.argv(list(probe), Path("/")),
             capture_output=True,
             text=True,
             timeout=20,
             check=False,
             preexec_fn=preexec,
-            env={"PATH": "/usr/bin:/bin"},
+            env=dict(env) if env is not None else {"PATH": "/usr/bin:/bin"},
         )
     except (OSError, subprocess.SubprocessError) as exc:
         return None, f"bubblewrap could not be started ({exc})"

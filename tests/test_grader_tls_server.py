@@ -6,7 +6,6 @@ for real (namespaces, student processes, dumpcap, tshark) and compare.
 
 from __future__ import annotations
 
-import os
 import socket
 from pathlib import Path
 
@@ -15,22 +14,14 @@ import pytest
 from harness import Outcome, SubmissionResult
 from harness._assignment import load_assignment
 from harness._runner import SessionOptions, run_session
-from tests.conftest import Exercises, needs_tshark
+from tests.conftest import Exercises, needs_tshark, own_session_processes
 
 pytestmark = [needs_tshark, pytest.mark.slow]
 
 
 def session_processes() -> list[str]:
-    """Processes still running from a grading session's scratch copy (there must be none)."""
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            cwd = os.readlink(f"/proc/{pid}/cwd")
-        except OSError:
-            continue
-        if "wiregrade-session-" in cwd:
-            found.append(f"{pid} in {cwd}")
-    return found
+    """Processes still running from this run's grading sessions (there must be none)."""
+    return own_session_processes()
 
 
 @pytest.fixture(scope="module")

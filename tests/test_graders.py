@@ -6,7 +6,6 @@ real (namespaces, student processes, openssl, dumpcap, tshark) in one batch per 
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,7 @@ import pytest
 from harness import Outcome
 from harness._assignment import assignment_ids, load_assignment
 from harness._runner import SessionOptions, run_session
-from tests.conftest import Exercises, all_samples, needs_tshark
+from tests.conftest import Exercises, all_samples, needs_tshark, own_session_processes
 
 pytestmark = [needs_tshark, pytest.mark.slow]
 CASES = [(aid, s.name) for aid in assignment_ids() for s in all_samples(aid)]
@@ -53,16 +52,7 @@ def test_no_program_outlives_the_batches(exercises: Exercises) -> None:
     """After grading every exercise: no student program, stunnel or nginx is left running."""
     for aid in assignment_ids():
         exercises.graded(aid)
-    left = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            comm = Path(f"/proc/{pid}/comm").read_text().strip()
-            cwd = os.readlink(f"/proc/{pid}/cwd")
-        except OSError:
-            continue
-        if "wiregrade-session-" in cwd or comm in ("stunnel4", "stunnel", "nginx"):
-            left.append(f"{pid} {comm} in {cwd}")
-    assert left == []
+    assert own_session_processes(also=("stunnel4", "stunnel", "nginx")) == []
 
 
 @pytest.mark.parametrize("assignment", ["tunnel", "tls-client"])
