@@ -105,7 +105,8 @@ jobs:
       - name: Install wiregrade and the tools it drives
         run: |
           sudo apt-get update -qq
-          sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tshark stunnel4 nginx-light openssl bubblewrap
+          sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \\
+            tshark stunnel4 nginx-light openssl bubblewrap
           # Ubuntu 24.04 forbids unprivileged user namespaces; wiregrade captures inside one
           sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0 || true
           python -m pip install -q ./.wiregrade

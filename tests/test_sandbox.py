@@ -257,3 +257,82 @@ def test_the_sandbox_command_line_is_an_allow_list() -> None:
     assert binds[-1] == "/w/sub" and argv[argv.index("--bind") + 1] == "/w/sub"
     for flag in ("--unshare-pid", "--die-with-parent", "--new-session", "--disable-userns"):
         assert flag in argv
+
+
+HANG_GRADER = """
+from harness import check
+
+@check(title="Hangs", points=1)
+def test_hang(student):
+    proc = student.start("hang.py")
+    proc.wait_line("READY", 20)
+    proc.wait_exit(60)
+"""
+
+HANG = """
+import os, time
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        open("/tmp/daemon-was-here", "w").write("x")
+        time.sleep(600)
+    os._exit(0)
+print("READY", flush=True)
+time.sleep(600)
+"""
+
+
+def _student_processes(marker: str) -> list[int]:
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if marker.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+                found.append(int(pid))
+        except OSError:
+            continue
+    return found
+
+
+@needs_root_sandbox
+def test_kill_9_of_the_grader_leaves_no_student_process_and_no_session_folder(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import time
+
+    project = tmp_path / "project"
+    make_project(project, HANG_GRADER, total=1)
+    marker = f"hang-{os.urandom(4).hex()}.py"
+    (tmp_path / "subs" / "alice").mkdir(parents=True)
+    (tmp_path / "subs" / "alice" / "hang.py").write_text(HANG)
+    (project / "graders/boom/check_boom.py").write_text(HANG_GRADER.replace("hang.py", marker))
+    (tmp_path / "subs" / "alice" / "hang.py").rename(tmp_path / "subs" / "alice" / marker)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "WIREGRADE_HOME": str(project)}
+    before = set(Path(tempfile.gettempdir()).glob("wiregrade-session-*"))
+    grader = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "harness",
+            "grade",
+            "boom",
+            str(tmp_path / "subs"),
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while len(_student_processes(marker)) < 2 and time.monotonic() < deadline and grader.poll() is None:
+        time.sleep(0.05)  # polling /proc for the program and its daemon, bounded by the deadline
+    assert len(_student_processes(marker)) >= 2, "the student's program and its daemon never ran"
+    grader.kill()
+    grader.wait()
+    deadline = time.monotonic() + 15
+    while _student_processes(marker) and time.monotonic() < deadline:
+        time.sleep(0.05)  # they die with the grader (die-with-parent), bounded
+    assert _student_processes(marker) == []
+    assert set(Path(tempfile.gettempdir()).glob("wiregrade-session-*")) <= before
+    base = Path(tempfile.gettempdir()) / f".wiregrade-sessions-{os.getuid()}"
+    assert not base.exists() or not any(base.iterdir()), list(base.iterdir())
