@@ -19,7 +19,7 @@ _RECORD = struct.Struct("<IIII")
 FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: a session may hold up to 100,000 of them
 class Frame:
     ts: float
     data: bytes
@@ -35,6 +35,7 @@ class Segment:
     seq: int
     flags: int
     payload: bytes
+    ack: int = 0
 
 
 def parse_segment(frame: Frame) -> Segment | None:
@@ -65,10 +66,30 @@ def parse_segment(frame: Frame) -> Segment | None:
         return None
     if len(d) < off + 20:
         return None
-    sport, dport, seq = struct.unpack_from("!HHI", d, off)
+    sport, dport, seq, ack = struct.unpack_from("!HHII", d, off)
     doff = (d[off + 12] >> 4) * 4
     flags = d[off + 13]
-    return Segment(frame.ts, src, sport, dst, dport, seq, flags, bytes(d[off + doff : end]))
+    return Segment(frame.ts, src, sport, dst, dport, seq, flags, bytes(d[off + doff : end]), ack)
+
+
+def tcp_ports_flags(data: bytes) -> tuple[int, int, int] | None:
+    """(source port, destination port, TCP flags) of an Ethernet frame, or None if not TCP.
+
+    :func:`parse_segment` without copying the payload: what the frame log needs per frame.
+    """
+    if len(data) < 14:
+        return None
+    ethertype = struct.unpack_from("!H", data, 12)[0]
+    if ethertype == 0x0800 and len(data) >= 34 and data[23] == 6:
+        off = 14 + (data[14] & 0x0F) * 4
+    elif ethertype == 0x86DD and len(data) >= 54 and data[20] == 6:
+        off = 54
+    else:
+        return None
+    if len(data) < off + 14:
+        return None
+    sport, dport = struct.unpack_from("!HH", data, off)
+    return sport, dport, data[off + 13]
 
 
 # --- pcap files --------------------------------------------------------------------------
@@ -212,6 +233,40 @@ class Connection:
     @property
     def server_stream(self) -> bytes:
         return self.stream(False)
+
+    def lost_frames(self) -> bool:
+        """Whether frames of this connection are missing (a capture that dropped packets).
+
+        Each side's sequence numbers must run on without a hole from its SYN (a bare ACK
+        carries the next sequence number to send, so one beyond what was seen shows a loss
+        too), and cover everything the other side acknowledged; a side that sent data
+        without a SYN lost it.
+        """
+        segs = self.segments()
+        for side in (self.client[1], self.server[1]):
+            mine = [s for s in segs if s.sport == side]
+            syn = next((s for s in mine if s.flags & SYN), None)
+            if syn is None:
+                if any(s.payload or s.flags & FIN for s in mine):
+                    return True
+                continue
+            base = syn.seq + 1
+            covered = 0  # bytes of this side seen, in order, from its SYN
+            for s in sorted(mine, key=lambda s: (s.seq - base) & 0xFFFFFFFF):
+                rel = (s.seq - base) & 0xFFFFFFFF
+                if s is syn or rel >= 1 << 31:  # the SYN itself, or before it
+                    continue
+                if rel > covered:
+                    return True
+                covered = max(covered, rel + len(s.payload) + (1 if s.flags & FIN else 0))
+            acked = [
+                (s.ack - base) & 0xFFFFFFFF
+                for s in segs
+                if s.sport != side and s.flags & ACK and not s.flags & RST
+            ]
+            if any(covered < a < 1 << 31 for a in acked):
+                return True
+        return False
 
     def closed_by(self) -> list[tuple[str, str]]:
         """[(side, "FIN"|"RST")] in wire order."""

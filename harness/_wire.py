@@ -7,6 +7,11 @@ knows the client port and when it closed its side.
 
 dumpcap writes pcap to a pipe, not a file: on a file it flushes only every ~0.5 s, on a pipe
 after every packet, leaving only libpcap's 250 ms read timeout between a packet and us.
+
+What a session records is capped (MAX_BYTES, MAX_FRAMES: the log in memory and the capture
+file alike). A student program that floods loopback fills it in a second; from then on, and
+whenever the flood made the capture fall behind or drop frames of a grader's connection, a
+check fails as the student's failure (:class:`WireFlooded`) with the figures, never as ours.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ._errors import HarnessError
+from ._errors import CheckFailed, HarnessError
 from ._packets import (
     ACK,
     FIN,
@@ -32,11 +37,10 @@ from ._packets import (
     Connection,
     Frame,
     PcapStreamParser,
-    Segment,
     make_frame,
-    parse_segment,
     pcap_header,
     pcap_record,
+    tcp_ports_flags,
 )
 from ._process import die_with_parent, register_harness_pid, unregister_harness_pid
 from ._timing import timed
@@ -44,101 +48,217 @@ from ._timing import timed
 LOOPBACK = "127.0.0.1"
 
 
+# What one session's wire records, at most. An honest session of any exercise stays under
+# 1 MiB and a few thousand frames; a program that floods loopback reaches these in a second or
+# two. Bytes count pcap records (16-byte header + frame), so the capture file is at most
+# MAX_BYTES plus its 24-byte header; frames bound what Python holds per frame (~150 bytes).
+MAX_BYTES = 64 << 20
+MAX_FRAMES = 100_000
+# A wait that times out while the log took in this much other traffic timed out because of
+# that traffic (the reader fell behind, or the kernel dropped frames), not because of us.
+BUSY_BYTES = 8 << 20
+BUSY_FRAMES = 20_000
+
+
+class WireFlooded(CheckFailed):
+    """The student's programs sent more than the wire records: their failure, with the figures."""
+
+
+def _mib(n: int) -> str:
+    return f"{n / (1 << 20):.1f} MiB"
+
+
 class FrameLog:
-    """An append-only log of frames with a way to wait for a connection to end."""
+    """An append-only, size-capped log of frames with a way to wait for a connection to end.
+
+    Frames are kept per port pair, with each pair's latest SYN, FIN and RST positions, so
+    waiting for a connection costs the same however much other traffic there is. Once the
+    caps are reached the log keeps nothing more (:attr:`full`): a connection it saw end is
+    still whole, any other wait fails as the student's, with the figures of the flood.
+    """
 
     def __init__(self, pcap_path: Path | None) -> None:
-        self._frames: list[tuple[Frame, Segment | None]] = []
+        self._pairs: dict[tuple[int, int], _Pair] = {}
+        self._syns: list[tuple[float, int, int]] = []  # (ts, client port, server port)
+        self._syn_ports: set[int] = set()
+        self._talkers: dict[tuple[int, int], list[float]] = {}  # (sport, dport) -> [bytes, first, last]
         self._cond = threading.Condition()
+        self.frames = 0  # recorded
+        self.bytes = 0  # recorded, as pcap records
+        self.first_ts = self.last_ts = 0.0
+        self.full = False  # the caps were reached: nothing more is recorded
+        self._closed = False
         self._pcap = open(pcap_path, "wb") if pcap_path else None  # noqa: SIM115
         if self._pcap:
             self._pcap.write(pcap_header())
 
-    def add(self, frame: Frame) -> None:
-        seg = parse_segment(frame)
+    def add(self, frame: Frame) -> bool:
+        """Record ``frame``; False once the log is full (it was not recorded)."""
+        tcp = tcp_ports_flags(frame.data)
+        size = 16 + len(frame.data)
         with self._cond:
-            self._frames.append((frame, seg))
+            if self.full or self.frames + 1 > MAX_FRAMES or self.bytes + size > MAX_BYTES:
+                self.full = True
+                self._cond.notify_all()
+                return False
+            self.frames += 1
+            self.bytes += size
+            self.first_ts = self.first_ts or frame.ts
+            self.last_ts = frame.ts
+            if tcp is not None:
+                sport, dport, flags = tcp
+                key = (min(sport, dport), max(sport, dport))
+                pair = self._pairs.get(key)
+                if pair is None:
+                    pair = self._pairs[key] = _Pair()
+                pair.add(frame, sport, flags)
+                if flags & SYN:
+                    self._syn_ports.add(sport)
+                    if not flags & ACK:
+                        self._syns.append((frame.ts, sport, dport))
+                talker = self._talkers.get((sport, dport))
+                if talker is None:
+                    self._talkers[(sport, dport)] = [size, frame.ts, frame.ts]
+                else:
+                    talker[0] += size
+                    talker[2] = frame.ts
             if self._pcap:
                 self._pcap.write(pcap_record(frame))
                 self._pcap.flush()
             self._cond.notify_all()
+            return True
 
     def __len__(self) -> int:
-        return len(self._frames)
+        return self.frames
 
     def close(self) -> None:
         with self._cond:
             if self._pcap:
                 self._pcap.close()
                 self._pcap = None
+            self._closed = True  # nothing more comes: wake whoever waits
+            self._cond.notify_all()
 
-    def _find(self, client_port: int, server_port: int) -> tuple[list[Frame], bool]:
-        """Frames of the latest connection client_port -> server_port, and whether it ended."""
-        start = None
-        for i, (_, seg) in enumerate(self._frames):
-            if (
-                seg
-                and seg.sport == client_port
-                and seg.dport == server_port
-                and seg.flags & SYN
-                and not seg.flags & ACK
-            ):
-                start = i
-        if start is None:
-            return [], False
-        frames, ended = [], False
-        for frame, seg in self._frames[start:]:
-            if seg is None or {seg.sport, seg.dport} != {client_port, server_port}:
-                continue
-            frames.append(frame)
-            from_client = seg.sport == client_port
-            if seg.flags & RST or (from_client and seg.flags & FIN):
-                ended = True
-        return frames, ended
+    def _pair(self, client_port: int, server_port: int) -> _Pair:
+        key = (min(client_port, server_port), max(client_port, server_port))
+        return self._pairs.get(key) or _Pair()
 
     def client_ports(self, server_port: int, since: float) -> list[int]:
         """Client ports of the connections opened to ``server_port`` at or after time ``since``."""
         with self._cond:
-            return [
-                seg.sport
-                for frame, seg in self._frames
-                if seg
-                and frame.ts >= since
-                and seg.dport == server_port
-                and seg.flags & SYN
-                and not seg.flags & ACK
-            ]
+            return [sport for ts, sport, dport in self._syns if ts >= since and dport == server_port]
 
     def wait_for_syn(self, client_port: int, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         with self._cond:
             while True:
-                if any(seg and seg.sport == client_port and seg.flags & SYN for _, seg in self._frames):
+                if client_port in self._syn_ports:
                     return True
                 left = deadline - time.monotonic()
-                if left <= 0:
+                if left <= 0 or self.full or self._closed:
                     return False
                 self._cond.wait(min(left, 0.05))
+
+    def taken(self) -> tuple[int, int]:
+        """(frames, bytes) recorded so far: compare two readings to see how busy the wire was."""
+        with self._cond:
+            return self.frames, self.bytes
+
+    def busy(self) -> bool:
+        """Whether this session's traffic reached flood sizes (an honest one never does)."""
+        return self.busy_since((0, 0))
+
+    def busy_since(self, mark: tuple[int, int]) -> bool:
+        """Whether the log filled up, or took in flood-sized traffic, since ``mark``."""
+        frames, size = self.taken()
+        return self.full or frames - mark[0] >= BUSY_FRAMES or size - mark[1] >= BUSY_BYTES
+
+    def flood(self, what: str) -> WireFlooded:
+        """The student's failure: ``what`` the grader could not see, and the figures of why."""
+        with self._cond:
+            frames, size = self.frames, self.bytes
+            span = max(self.last_ts - self.first_ts, 0.0)
+            top = max(self._talkers.items(), key=lambda kv: kv[1][0], default=None)
+        seen = f"Your programs flooded the network: in {span:.1f} s the grader's capture took in {_mib(size)}"
+        seen += f" ({frames:,} frames)"
+        if top is not None:
+            (sport, dport), (tsize, first, last) = top
+            seen += (
+                f", {_mib(int(tsize))} of it sent from port {sport} to port {dport} "
+                f"in {max(last - first, 0.0):.1f} s"
+            )
+        if self.full:
+            seen += f". The grader records at most {_mib(MAX_BYTES)} or {MAX_FRAMES:,} frames per session"
+        else:
+            seen += ", faster than the grader can record it"
+        seen += f", so it could not see {what}."
+        return WireFlooded(
+            seen,
+            expected="only the traffic the exercise needs (an honest session is well under 1 MiB)",
+            hint="A loop that sends without waiting for anything (while True: sock.sendall(...)) "
+            "floods the network; send what the protocol needs, then stop.",
+        )
 
     def connection(
         self, client_port: int, server_port: int, backend: str, timeout: float = 5.0
     ) -> Connection:
         deadline = time.monotonic() + timeout
+        mark = self.taken()
         with self._cond:
-            while True:
-                frames, ended = self._find(client_port, server_port)
-                if ended:
-                    return Connection(
-                        (LOOPBACK, client_port), (LOOPBACK, server_port), tuple(frames), backend
-                    )
+            while not (ended := self._pair(client_port, server_port).ended(client_port)):
                 left = deadline - time.monotonic()
-                if left <= 0:
-                    raise HarnessError(
-                        f"the {backend} backend did not see the end of the connection "
-                        f"{client_port} -> {server_port} within {timeout:g} s "
-                        f"({len(frames)} frames of it seen)"
-                    )
+                if left <= 0 or self.full or self._closed:
+                    break
                 self._cond.wait(min(left, 0.05))
+            frames = self._pair(client_port, server_port).frames_of(client_port)
+        if ended:
+            conn = Connection((LOOPBACK, client_port), (LOOPBACK, server_port), tuple(frames), backend)
+            # Under a flood the kernel drops frames dumpcap cannot take: a connection with a
+            # hole would read as a grader fault (no ServerHello, nothing to decrypt).
+            if self.busy() and conn.lost_frames():
+                raise self.flood(
+                    f"all of its connection {client_port} -> {server_port} (frames of it were lost)"
+                )
+            return conn
+        what = f"the end of its connection {client_port} -> {server_port}"
+        if self.busy_since(mark):
+            raise self.flood(what)
+        raise HarnessError(
+            f"the {backend} backend did not see the end of the connection "
+            f"{client_port} -> {server_port} within {timeout:g} s "
+            f"({len(frames)} frames of it seen)"
+        )
+
+
+class _Pair:
+    """The frames between two ports, and where the latest SYN, FIN and RST of each side are."""
+
+    __slots__ = ("frames", "syn", "fin", "rst")
+
+    def __init__(self) -> None:
+        self.frames: list[Frame] = []
+        self.syn: dict[int, int] = {}  # client port -> index of its latest SYN (no ACK)
+        self.fin: dict[int, int] = {}  # port -> index of its latest FIN
+        self.rst = -1  # index of the latest RST, either side
+
+    def add(self, frame: Frame, sport: int, flags: int) -> None:
+        i = len(self.frames)
+        self.frames.append(frame)
+        if flags & SYN and not flags & ACK:
+            self.syn[sport] = i
+        if flags & FIN:
+            self.fin[sport] = i
+        if flags & RST:
+            self.rst = i
+
+    def frames_of(self, client_port: int) -> list[Frame]:
+        """The frames from ``client_port``'s latest SYN on (a later connection ends a wait first)."""
+        start = self.syn.get(client_port)
+        return [] if start is None else self.frames[start:]
+
+    def ended(self, client_port: int) -> bool:
+        start = self.syn.get(client_port)
+        return start is not None and max(self.rst, self.fin.get(client_port, -1)) >= start
 
 
 @dataclass(frozen=True)
@@ -156,6 +276,11 @@ class Wire:
     def address_for(self, port: int) -> tuple[str, int]:
         """Where a grader client should connect to reach a student's server on ``port``."""
         raise NotImplementedError
+
+    def _require_room(self) -> None:
+        """A check about to make traffic fails if the log is full: none of it would be recorded."""
+        if self.log.full:
+            raise self.log.flood("anything of this check (nothing more is recorded in this session)")
 
     def serve_at(self, port: int, target: int) -> bool:
         """Make ``port`` reach ``target`` in a way this backend sees (for hops the grader does not
@@ -238,9 +363,19 @@ class DumpcapWire(Wire):
         fd = self._proc.stdout.fileno()
         while chunk := os.read(fd, 1 << 16):
             for frame in parser.feed(chunk):
-                self.log.add(frame)
+                if not self.log.add(frame):
+                    return self._stop_at_cap(fd)
+
+    def _stop_at_cap(self, fd: int) -> None:
+        """The log is full: stop dumpcap (it would only burn CPU now) and drain what it wrote."""
+        with contextlib.suppress(OSError):
+            self._proc.terminate()
+        with contextlib.suppress(OSError):
+            while os.read(fd, 1 << 16):
+                pass
 
     def address_for(self, port: int) -> tuple[str, int]:
+        self._require_room()
         return (LOOPBACK, port)
 
     def sync(self) -> None:
@@ -248,6 +383,7 @@ class DumpcapWire(Wire):
 
         Frames come in order, so once this SYN is in the log every earlier frame is too.
         """
+        mark = self.log.taken()
         with socket.socket() as probe:
             probe.bind((LOOPBACK, 0))
             port = probe.getsockname()[1]
@@ -256,6 +392,8 @@ class DumpcapWire(Wire):
                 probe.connect((LOOPBACK, 9))  # discard: nothing listens there in our namespace
         with timed("waiting for dumpcap to catch up"):
             if not self.log.wait_for_syn(port, 5):
+                if self.log.busy_since(mark):
+                    raise self.log.flood("the traffic of this check through to its end")
                 raise HarnessError("dumpcap stopped delivering packets (its barrier never arrived)")
 
     def close(self) -> None:
@@ -293,6 +431,7 @@ class RelayWire(Wire):
         self.info = WireInfo("relay", detail or "a recording relay between grader and student")
 
     def address_for(self, port: int) -> tuple[str, int]:
+        self._require_room()
         with self._lock:
             if port not in self._relays:
                 lsock = socket.socket()
