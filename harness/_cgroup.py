@@ -152,5 +152,8 @@ def create(memory_bytes: int, tasks: int) -> tuple[SessionCgroup | None, str]:
             _write(pids / "pids.max", str(tasks))
             return made, ""
     except OSError as exc:
-        return None, f"no cgroup for student processes ({exc.strerror or exc}); per-process limits only"
+        return None, (
+            f"no cgroup for student processes ({exc.strerror or exc}: making one needs root); "
+            "per-process limits only"
+        )
     return None, "no cgroup with memory and pids controllers here; per-process limits only"

@@ -336,3 +336,50 @@ def test_kill_9_of_the_grader_leaves_no_student_process_and_no_session_folder(
     assert set(Path(tempfile.gettempdir()).glob("wiregrade-session-*")) <= before
     base = Path(tempfile.gettempdir()) / f".wiregrade-sessions-{os.getuid()}"
     assert not base.exists() or not any(base.iterdir()), list(base.iterdir())
+
+
+HELLO_GRADER = """
+from harness import check
+
+@check(title="Says hello", points=1)
+def test_hello(student):
+    proc = student.run("hello.py", timeout=20)
+    assert proc.stdout.text().strip() == "hello", proc.output_tail()
+"""
+
+BROKEN_BWRAP = "#!/bin/sh\necho 'bwrap: No permissions to create new namespace' >&2\nexit 1\n"
+
+
+@pytest.mark.parametrize(
+    ("visibility", "sandbox", "outcome", "said"),
+    [
+        ("all", "auto", "error", "NOT in a sandbox: bubblewrap cannot make a sandbox here"),
+        ("all", "off", "passed", "NOT in a sandbox (--sandbox off)"),
+        ("public", "auto", "passed", "NOT in a sandbox: bubblewrap cannot make a sandbox here"),
+    ],
+)
+def test_without_a_sandbox_grading_for_marks_refuses_and_a_self_check_goes_on(
+    monkeypatch: pytest.MonkeyPatch, visibility: str, sandbox: str, outcome: str, said: str
+) -> None:
+    from harness._runner import SessionOptions
+
+    work = Path(tempfile.mkdtemp(prefix="wiregrade-nobwrap-"))
+    try:
+        work.chmod(0o755)  # the student uid runs the broken bwrap
+        (work / "bin").mkdir()
+        (work / "bin" / "bwrap").write_text(BROKEN_BWRAP)
+        (work / "bin" / "bwrap").chmod(0o755)
+        monkeypatch.setenv("PATH", f"{work / 'bin'}:{os.environ['PATH']}")
+        make_project(work / "project", HELLO_GRADER, total=1)
+        monkeypatch.setenv("WIREGRADE_HOME", str(work / "project"))
+        (work / "alice").mkdir()
+        (work / "alice" / "hello.py").write_text("print('hello')\n")
+        options = SessionOptions(visibility=visibility, sandbox=sandbox)
+        r = run_session(load_assignment("boom"), work / "alice", work / "out", "alice", options)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    assert said in r.environment.sandbox, r.environment
+    [c] = r.checks
+    assert c.outcome.value == outcome, c.seen
+    if outcome == "error":
+        assert "--sandbox off" in c.seen and "not your fault" in c.seen, c.seen
