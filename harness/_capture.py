@@ -226,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     from ._assignment import load_assignment
-    from ._process import die_with_parent
+    from ._proc import die_with_parent
 
     die_with_parent()
     out = Path(args.out)

@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args(argv)
 
-    from ._process import die_with_parent
+    from ._proc import die_with_parent
 
     parent, owner = os.getppid(), os.getuid()
     die_with_parent()
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         from ._context import sweep_stale_sessions
 
         sweep_stale_sessions()
-    from ._process import become_subreaper
+    from ._proc import become_subreaper
 
     become_subreaper()
     os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"

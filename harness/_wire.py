@@ -42,7 +42,7 @@ from ._packets import (
     pcap_record,
     tcp_ports_flags,
 )
-from ._process import die_with_parent, register_harness_pid, unregister_harness_pid
+from ._proc import die_with_parent, register_harness_pid, unregister_harness_pid
 from ._timing import timed
 
 LOOPBACK = "127.0.0.1"

@@ -12,7 +12,7 @@ import pytest
 
 from harness import SubmissionResult
 from harness._assignment import load_assignment, project_root
-from harness._process import become_subreaper
+from harness._proc import become_subreaper
 from harness._runner import grade_batch
 from harness._samples import Sample, materialize, samples_of
 

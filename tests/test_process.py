@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from harness import CheckFailed, HarnessError, StudentTimeout
-from harness._process import Limits, StudentProcess, clean_environment, process_tree
+from harness._proc import process_tree
+from harness._process import Limits, StudentProcess, clean_environment
 from tests.conftest import ROOT, interpreter_for_nobody
 
 
@@ -187,6 +188,7 @@ def test_a_fork_bomb_is_contained() -> None:
     )
     assert run.returncode == 0, run.stderr
     first, last = run.stdout.strip().splitlines()
+    assert first.startswith("stopped at"), run.stdout
     forked = int(first.split()[2])
     assert forked <= 40 and "Resource temporarily unavailable" in first
     assert last == "left 0 zombies 0"

@@ -61,7 +61,7 @@ if sys.argv[1] == "plant":
         os.symlink(target, name)
     for folder in ("/tmp", "/var/tmp", "/dev/shm"):
         try:
-            open(os.path.join(folder, "wiregrade-left-" + os.path.basename(victim)), "w").write("x")
+            open(os.path.join(folder, "left-" + os.path.basename(os.path.dirname(victim))), "w").write("x")
         except OSError as exc:
             print("NOWRITE", folder, exc)
 elif sys.argv[1] == "peek":
@@ -139,7 +139,7 @@ def test_an_attacking_submission_reaches_nothing(
     assert "UID 0" not in seen["peek"]
     # 7. what it wrote to /tmp, /var/tmp and /dev/shm is gone with it
     for folder in ("/tmp", "/var/tmp", "/dev/shm"):
-        assert not Path(folder, "wiregrade-left-victim").exists()
+        assert not Path(folder, f"left-{lair.name}").exists()
 
 
 def test_a_root_only_file_bound_in_by_mistake_stays_unreadable(tmp_path: Path) -> None:

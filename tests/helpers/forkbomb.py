@@ -4,14 +4,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from harness._process import (
-    Limits,
-    StudentProcess,
-    _children_of_ours,
-    become_subreaper,
-    clean_environment,
-    process_tree,
-)
+from harness._proc import _children_of_ours, become_subreaper, process_tree
+from harness._process import Limits, StudentProcess, clean_environment
 
 become_subreaper()  # as the grading session is
 work = Path(tempfile.mkdtemp())
@@ -30,6 +24,6 @@ work = Path(tempfile.mkdtemp())
 with StudentProcess(
     [sys.executable, "bomb.py"], work, clean_environment(work), Limits(processes=40)
 ).start() as p:
-    p.wait_line("stopped at", 30)
+    p.wait_line(r"stopped at \d+ .*\n", 30)  # the whole line: print() writes it in pieces
     print(p.stdout.text().strip(), "tree", len(p.pids()))
 print("left", len(process_tree(p.pid, p.pid) - {p.pid}), "zombies", len(_children_of_ours()))
