@@ -78,6 +78,23 @@ elif sys.argv[1] == "peek":
         except OSError:
             pass
     print("UID", os.getuid())
+    port, out = open("probe.txt").read().split()
+    import ctypes, socket
+    try:
+        socket.create_connection(("127.0.0.1", int(port)), timeout=2).close()
+        print("REACHED host port")
+    except OSError as exc:
+        print("NOCONNECT", type(exc).__name__)
+    try:
+        open(os.path.join(out, "planted.txt"), "w").write("x")
+        print("WROTE into OUT")
+    except OSError as exc:
+        print("NOWRITE", type(exc).__name__)
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.unshare(0x10000000 | 0x00020000) == 0:  # a user + mount namespace: root of its own
+        print("UNSHARED a user namespace")
+    else:
+        print("NOUNSHARE", ctypes.get_errno())
 elif sys.argv[1] == "cat":
     print("GIVEN", open("given.txt").read())
 """
@@ -116,7 +133,15 @@ def test_an_attacking_submission_reaches_nothing(
         " ".join(map(str, [lair / "victim", lair / "secret", *peeks]))
     )
     (subs / "bob" / "targets.txt").write_text(f"{lair / 'victim'} {lair / 'secret'}")
-    results = {r.student: r for r in grade_batch(load_assignment("boom"), subs, tmp_path / "out", 2)}
+    import socket
+
+    host = socket.socket()  # a port on the host's loopback: never reachable from a session
+    host.bind(("127.0.0.1", 0))
+    host.listen()
+    for name in ("alice", "bob"):
+        (subs / name / "probe.txt").write_text(f"{host.getsockname()[1]} {tmp_path / 'out'}")
+    with host:
+        results = {r.student: r for r in grade_batch(load_assignment("boom"), subs, tmp_path / "out", 2)}
     alice = results["alice"]
     assert not alice.harness_error, alice.harness_error
     assert "bubblewrap" in alice.environment.sandbox, alice.environment
@@ -137,6 +162,11 @@ def test_an_attacking_submission_reaches_nothing(
     cmdlines = [ln for ln in seen["peek"].splitlines() if ln.startswith("CMDLINE")]
     assert cmdlines and not [ln for ln in cmdlines if "harness" in ln or "subs" in ln], cmdlines
     assert "UID 0" not in seen["peek"]
+    # what held before and must keep holding: host ports, OUT, no namespace of its own to
+    # unmount anything from
+    assert "NOCONNECT" in seen["peek"] and "NOWRITE" in seen["peek"], seen["peek"]
+    assert "NOUNSHARE" in seen["peek"], seen["peek"]
+    assert not (tmp_path / "out" / "planted.txt").exists()
     # 7. what it wrote to /tmp, /var/tmp and /dev/shm is gone with it
     for folder in ("/tmp", "/var/tmp", "/dev/shm"):
         assert not Path(folder, f"left-{lair.name}").exists()
