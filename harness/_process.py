@@ -286,8 +286,9 @@ class StudentProcess:
                 code = self._popen.wait(max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 return None
+        until = time.monotonic() + 2  # a daemon holding the pipes open must not hang us
         for t in self._threads:
-            t.join(timeout=2)  # a grandchild holding the pipe open must not hang us
+            t.join(timeout=max(0.0, until - time.monotonic()))
         return code
 
     def describe_exit(self) -> str:

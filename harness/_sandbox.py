@@ -46,6 +46,9 @@ if child == 0:
     except OSError as exc:
         sys.stderr.write(f"cannot run {argv[0]}: {exc.strerror}\\n")
         os._exit(127)
+null = os.open("/dev/null", os.O_RDWR)
+for std in (0, 1, 2):  # the program's output ends when the program (and what it left) ends
+    os.dup2(null, std)
 code = 0
 while True:
     try:

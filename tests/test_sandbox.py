@@ -413,3 +413,48 @@ def test_without_a_sandbox_grading_for_marks_refuses_and_a_self_check_goes_on(
     assert c.outcome.value == outcome, c.seen
     if outcome == "error":
         assert "--sandbox off" in c.seen and "not your fault" in c.seen, c.seen
+
+
+DAEMONISER = """
+import os, socket, sys, time
+if os.fork() == 0:
+    os.setsid()
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("127.0.0.1", int(sys.argv[1])))
+    s.listen()
+    time.sleep(600)
+sys.exit(3)
+"""
+
+
+def test_in_the_sandbox_a_daemon_outlives_its_parent_until_the_grader_kills_it(tmp_path: Path) -> None:
+    """bwrap ends its pid namespace when the first process exits: the keeper (pid 1) keeps a
+    daemonising server alive, as outside, and reports the program's own exit code."""
+    import socket
+
+    from harness._proc import process_tree
+    from harness._process import StudentProcess, clean_environment
+    from harness._sandbox import interpreter_folders
+
+    folders = interpreter_folders(sys.executable, "", sys.prefix) + interpreter_folders(
+        sys.executable, "", sys.base_prefix
+    )
+    box, why = find(system_folders() + folders, None, probe=(sys.executable, "-c", "pass"))
+    if box is None:
+        pytest.skip(why)
+    (tmp_path / "daemon.py").write_text(DAEMONISER)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    pipe = os.pipe()
+    argv = box.argv([sys.executable, "daemon.py", str(port)], tmp_path, [tmp_path], status_fd=pipe[1])
+    proc = StudentProcess(argv, tmp_path, clean_environment(tmp_path), status_pipe=pipe).start()
+    try:
+        assert proc.wait_exit(20) == 3  # the program's code, while its daemon lives on
+        proc.wait_listening(port, 20)
+        assert len(proc.pids()) >= 3  # bwrap, the keeper, the daemon
+    finally:
+        proc.kill()
+    assert process_tree(proc.pid, proc.pid) == set()
+    assert proc.describe_exit() == "it exited with code 3"
