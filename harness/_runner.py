@@ -3,6 +3,11 @@
 The parent never imports a grader. It starts ``python -m harness._session`` in its own
 process group with a wall deadline, reads the session.json it leaves, and turns a crash,
 a hang or a missing file into a harness error for that submission only.
+
+Intake takes each child of SUBMISSIONS in without following anything a student made: a
+folder or an archive holding a link or a special file (fifo, socket, device) is refused, as
+is one past the bounds on files, bytes and depth, and the walk stops at the first of these.
+A batch gives its sessions a capture secret (the environment's, else the store's own).
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import os
 import re
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tarfile
@@ -24,8 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from ._assignment import Assignment, project_root
+from ._capture import SECRET_ENV
 from ._outputs import read_adjustments, write_gradebook, write_index, write_outputs
-from ._process import become_subreaper, reap_orphans, register_harness_pid, unregister_harness_pid
+from ._proc import become_subreaper, reap_orphans, register_harness_pid, unregister_harness_pid
 from ._results import SubmissionResult
 from ._store import Store, fingerprint_files, fingerprint_grader
 
@@ -48,7 +55,11 @@ def run_session(
     out: Path,
     student: str,
     options: SessionOptions = SessionOptions(),
+    *,
+    capture_secret: str = "",
 ) -> SubmissionResult:
+    """Grade one submission in a subprocess. ``capture_secret`` salts the seeds of the
+    captures the grader makes (the environment's WIREGRADE_CAPTURE_SECRET, if set, wins)."""
     out.mkdir(parents=True, exist_ok=True)
     result_file = out / "session.json"
     result_file.unlink(missing_ok=True)
@@ -80,6 +91,8 @@ def run_session(
         "WIREGRADE_HOME": str(root),  # absolute: the session runs from another folder
         "PYTHONPATH": os.pathsep.join(filter(None, [package_parent, os.environ.get("PYTHONPATH")])),
     }
+    if capture_secret and not os.environ.get(SECRET_ENV):
+        env[SECRET_ENV] = capture_secret  # the session's environment only: never in a report
     started = time.monotonic()
     deadline = assignment.session_seconds
     with open(out / "session.log", "wb") as log:
@@ -142,7 +155,9 @@ def _failed(assignment: Assignment, student: str, why: str, out: Path, elapsed: 
 # --- intake ----------------------------------------------------------------------------------
 
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
-MAX_UNPACKED = 200 << 20
+MAX_UNPACKED = 200 << 20  # bytes in one submission (sizes as the files claim: a sparse file counts whole)
+MAX_FILES = 2_000  # files and folders in one submission
+MAX_DEPTH = 24  # folders nested in one submission
 
 
 class IntakeError(Exception):
@@ -187,24 +202,103 @@ def gradescope_names(submissions: Path) -> dict[str, str]:
     return names
 
 
-def _check_member(archive: Path, name: str, is_link: bool) -> None:
+def _shown(path: str) -> str:
+    """A student-made path for a message: as it is when it is short and printable."""
+    return path if path.isprintable() and len(path) <= 160 else repr(path[:160])
+
+
+def _kind(mode: int) -> str:
+    """What a file that is neither a regular file nor a folder is, in a student's words."""
+    if stat.S_ISLNK(mode):
+        return "a symbolic link"
+    if stat.S_ISFIFO(mode):
+        return "a named pipe (fifo)"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "a special file"
+
+
+class _Tally:
+    """A submission's entries as intake meets them: refused as soon as a bound is crossed."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+        self.entries = 0
+        self.bytes = 0
+
+    def entry(self, path: str, depth: int, size: int = 0) -> None:
+        self.entries += 1
+        if self.entries > MAX_FILES:
+            raise IntakeError(
+                f"{self.where} holds {self.entries:,} files and folders or more (limit {MAX_FILES:,})"
+            )
+        if depth > MAX_DEPTH:
+            raise IntakeError(
+                f"{self.where}: {_shown(path)} is nested {depth} levels deep (limit {MAX_DEPTH})"
+            )
+        self.bytes += size
+        if self.bytes > MAX_UNPACKED:
+            raise IntakeError(
+                f"{self.where} holds {self.bytes:,} bytes or more (limit {MAX_UNPACKED:,}; "
+                f"{_shown(path)} is {size:,} bytes)"
+            )
+
+
+def check_folder(folder: Path) -> None:
+    """Refuse a folder submission holding anything but regular files and folders (a link, a
+    fifo, a socket, a device), or more files, bytes or depth than the bounds allow.
+
+    The walk is iterative (any depth, no recursion), follows nothing, reads no file (sizes
+    are st_size: a sparse file counts what it claims), and stops at the first refusal.
+    """
+    tally = _Tally("the submission")
+    stack: list[tuple[str, int]] = [("", 0)]  # (folder relative to the submission, its depth)
+    while stack:
+        rel, depth = stack.pop()
+        try:
+            with os.scandir(folder / rel) as entries:
+                for e in entries:
+                    path = f"{rel}/{e.name}" if rel else e.name
+                    if e.is_dir(follow_symlinks=False):
+                        tally.entry(path, depth + 1)
+                        stack.append((path, depth + 1))
+                        continue
+                    st = e.stat(follow_symlinks=False)
+                    if not stat.S_ISREG(st.st_mode):
+                        raise IntakeError(
+                            f"{_shown(path)} is {_kind(st.st_mode)}; hand in regular files only"
+                        )
+                    tally.entry(path, depth + 1, st.st_size)
+        except OSError as exc:
+            raise IntakeError(
+                f"could not read {_shown(rel or '.')} in the submission: {exc.strerror}"
+            ) from exc
+
+
+def _check_member(archive: Path, name: str, is_link: bool, tally: _Tally) -> None:
     p = PurePosixPath(name)
     if p.is_absolute() or ".." in p.parts or name.startswith("\\"):
         raise IntakeError(f"{archive.name} contains an unsafe path: {name!r}")
     if is_link:
         raise IntakeError(f"{archive.name} contains a link: {name!r}")
+    tally.entry(name, len(p.parts))
 
 
 def safe_unpack(archive: Path, dest: Path) -> Path:
     """Unpack a student's .zip or .tar.gz, refusing paths that leave ``dest``, links, devices,
-    and contents larger than MAX_UNPACKED. Nothing is written unless every member is safe."""
+    more than MAX_FILES members, deeper than MAX_DEPTH, and contents larger than MAX_UNPACKED.
+    Nothing is written unless every member is safe."""
+    tally = _Tally(archive.name)  # counts and depth; bytes are summed from the members below
     try:
         if archive.name.endswith(".zip"):
             with zipfile.ZipFile(archive) as zf:
                 infos = zf.infolist()
                 total = sum(i.file_size for i in infos)
                 for i in infos:
-                    _check_member(archive, i.filename, (i.external_attr >> 16) & 0o170000 == 0o120000)
+                    link = (i.external_attr >> 16) & 0o170000 == 0o120000
+                    _check_member(archive, i.filename, link, tally)
                 if total > MAX_UNPACKED:
                     raise IntakeError(
                         f"{archive.name} would unpack to {total:,} bytes (limit {MAX_UNPACKED:,})"
@@ -213,12 +307,13 @@ def safe_unpack(archive: Path, dest: Path) -> Path:
                 zf.extractall(dest)
         else:
             with tarfile.open(archive, "r:gz") as tf:
-                members = tf.getmembers()
-                total = sum(m.size for m in members)
-                for m in members:
-                    _check_member(archive, m.name, m.issym() or m.islnk())
+                members: list[tarfile.TarInfo] = []
+                for m in tf:  # read one header at a time: a refusal stops before the rest
+                    _check_member(archive, m.name, m.issym() or m.islnk(), tally)
                     if not (m.isfile() or m.isdir()):
                         raise IntakeError(f"{archive.name} contains a special file: {m.name!r}")
+                    members.append(m)
+                total = sum(m.size for m in members)
                 if total > MAX_UNPACKED:
                     raise IntakeError(
                         f"{archive.name} would unpack to {total:,} bytes (limit {MAX_UNPACKED:,})"
@@ -235,6 +330,27 @@ def safe_unpack(archive: Path, dest: Path) -> Path:
     return dest
 
 
+def _take_in(child: Path, dest: Path) -> Path | None:
+    """The folder to grade for one child of SUBMISSIONS, None if it is not a submission (a
+    stray file), or IntakeError saying why it is refused. The child itself is never followed."""
+    try:
+        mode = child.lstat().st_mode
+    except OSError as exc:
+        raise IntakeError(f"could not read {child.name}: {exc.strerror}") from exc
+    if stat.S_ISDIR(mode):
+        check_folder(child)
+        entries = [p for p in child.iterdir() if p.name != "__MACOSX"]
+        return entries[0] if len(entries) == 1 and entries[0].is_dir() else child  # no links in there now
+    if not stat.S_ISREG(mode):
+        raise IntakeError(
+            f"{_shown(child.name)} is {_kind(mode)}, not a folder or an archive; hand in the submission "
+            "itself (it is not followed)"
+        )
+    if child.name.endswith(ARCHIVES):
+        return safe_unpack(child, dest)
+    return None
+
+
 def intake(submissions: Path, work: Path) -> tuple[dict[str, Path], dict[str, str]]:
     """(student -> folder to grade, student -> why it could not be taken in)."""
     names = gradescope_names(submissions)
@@ -244,14 +360,13 @@ def intake(submissions: Path, work: Path) -> tuple[dict[str, Path], dict[str, st
         if child.name.startswith(".") or child.name == "submission_metadata.yml":
             continue
         name = student_name(child, names)
-        if child.is_dir() and not child.is_symlink():
-            entries = [p for p in child.iterdir() if p.name != "__MACOSX"]
-            ready[name] = entries[0] if len(entries) == 1 and entries[0].is_dir() else child
-        elif child.name.endswith(ARCHIVES):
-            try:
-                ready[name] = safe_unpack(child, work / name)
-            except IntakeError as exc:
-                refused[name] = str(exc)
+        try:
+            folder = _take_in(child, work / name)
+        except IntakeError as exc:
+            refused[name] = str(exc)
+            continue
+        if folder is not None:
+            ready[name] = folder
     return ready, refused
 
 
@@ -274,28 +389,39 @@ def grade_batch(
 
     Each result is committed to the store as soon as it is in, so a killed batch resumes
     where it stopped. ``only`` regrades those students alone; ``force`` ignores the store.
+    Captures are salted with WIREGRADE_CAPTURE_SECRET when it is set, else with a secret
+    made once for this OUT and kept in its store (the same on a resume; in no report).
     """
     out.mkdir(parents=True, exist_ok=True)
     become_subreaper()
     store = Store(out / STORE_NAME)
+    secret = os.environ.get(SECRET_ENV) or store.capture_secret()
     grader = fingerprint_grader(assignment)
     work = out / ".intake"
     shutil.rmtree(work, ignore_errors=True)
     ready, refused = intake(submissions, work)
+    todo: dict[str, tuple[Path, str]] = {}
+    for name, path in list(ready.items()):
+        try:
+            files = fingerprint_files(path)
+        except OSError as exc:  # changed or unreadable since intake: this student only
+            refused[name] = f"could not read the submission: {exc}"
+            del ready[name]
+            continue
+        wanted = name in only if only is not None else True
+        if wanted and (force or only is not None or not store.is_current(assignment.id, name, files, grader)):
+            todo[name] = (path, files)
     for name, why in refused.items():
         store.put(
             SubmissionResult(assignment=assignment.id, student=name, checks=(), refused=why), "", grader
         )
-    todo: dict[str, tuple[Path, str]] = {}
-    for name, path in ready.items():
-        files = fingerprint_files(path)
-        wanted = name in only if only is not None else True
-        if wanted and (force or only is not None or not store.is_current(assignment.id, name, files, grader)):
-            todo[name] = (path, files)
     done = 0
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         futures = {
-            pool.submit(run_session, assignment, path, out / name, name, options): (name, files)
+            pool.submit(run_session, assignment, path, out / name, name, options, capture_secret=secret): (
+                name,
+                files,
+            )
             for name, (path, files) in todo.items()
         }
         for fut in as_completed(futures):
@@ -322,6 +448,18 @@ def render_batch(
         write_outputs(r, out / r.student)
     write_gradebook(results, out / "gradebook.csv", read_adjustments(adjustments) if adjustments else {})
     write_index(results, out / "index.html", assignment_id)
+
+
+def graded_capture_secret(out: Path) -> str | None:
+    """The capture secret a batch made for OUT (None if it made none), for a dispute."""
+    db = out / STORE_NAME
+    if not db.is_file():
+        raise IntakeError(f"{out} holds no wiregrade store ({STORE_NAME})")
+    store = Store(db)
+    try:
+        return store.find_capture_secret()
+    finally:
+        store.close()
 
 
 def rerender(out: Path, adjustments: Path | None = None) -> list[SubmissionResult]:

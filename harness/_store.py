@@ -4,13 +4,21 @@ An interrupted batch resumes (a submission already graded with the same grader a
 files is not graded again), one student can be regraded alone, and every report can be
 rendered again from here without running anything. WAL mode: a reader never blocks the
 writer, and a kill -9 loses at most the submission being graded.
+
+The store also keeps the batch's capture secret (made once per OUT when none is set in the
+environment), so a capture graded for marks cannot be made again from a student's id alone,
+and a resumed batch gives every student the capture they had. The file is the owner's only.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
+import secrets
 import sqlite3
+import stat
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,20 +39,52 @@ CREATE TABLE IF NOT EXISTS results (
 )
 """
 
+SECRETS = """
+CREATE TABLE IF NOT EXISTS secrets (
+    name TEXT PRIMARY KEY,    -- "capture": salts the seeds of the captures graded for marks
+    value TEXT NOT NULL
+)
+"""
+
+CHUNK = 1 << 20  # files are hashed 1 MiB at a time, never read whole
+SKIPPED = ("__pycache__", ".wiregrade")  # folders that are not the student's work
+
 
 def fingerprint_files(folder: Path) -> str:
-    """A digest of every file's relative path and bytes (the order of the walk does not matter)."""
+    """A digest of every regular file's relative path and bytes (the order of the walk does not
+    matter). Links are never followed, nor anything but regular files opened; a folder that
+    does not exist holds nothing."""
+    files: list[tuple[str, bytes]] = []
+    stack = (
+        [""] if folder.is_dir() else []
+    )  # folders still to read, relative to ``folder``: no recursion, any depth
+    while stack:
+        rel = stack.pop()
+        with os.scandir(folder / rel) as entries:
+            for e in entries:
+                path = f"{rel}/{e.name}" if rel else e.name
+                if e.is_dir(follow_symlinks=False):
+                    if e.name not in SKIPPED:
+                        stack.append(path)
+                elif e.is_file(follow_symlinks=False):
+                    files.append((path, _file_digest(folder / path)))
     h = hashlib.sha256()
-    for p in sorted(folder.rglob("*")):
-        if (
-            p.is_file()
-            and not p.is_symlink()
-            and "__pycache__" not in p.parts
-            and ".wiregrade" not in p.parts
-        ):
-            h.update(str(p.relative_to(folder)).encode() + b"\0")
-            h.update(hashlib.sha256(p.read_bytes()).digest())
+    for path, digest in sorted(files):
+        h.update(path.encode(errors="surrogateescape") + b"\0")
+        h.update(digest)
     return h.hexdigest()
+
+
+def _file_digest(path: Path) -> bytes:
+    """sha256 of a regular file, read in chunks (a 3 GB sparse file costs 1 MiB of memory)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb", buffering=0) as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):  # swapped for something else since the walk
+            return b""
+        h = hashlib.sha256()
+        while chunk := f.read(CHUNK):
+            h.update(chunk)
+        return h.digest()
 
 
 def fingerprint_grader(a: Assignment) -> str:
@@ -65,6 +105,10 @@ class Store:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute(SCHEMA)
+        self._db.execute(SECRETS)
+        for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+            with contextlib.suppress(OSError):  # hidden results and the secret: the owner's only
+                p.chmod(0o600)
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -99,6 +143,18 @@ class Store:
             return False
         r, f, g = got
         return f == files and g == grader and not r.harness_error and not r.errors
+
+    def capture_secret(self) -> str:
+        """This store's capture secret, made (64 hex digits) the first time it is asked for."""
+        with self._tx() as db:
+            db.execute("INSERT OR IGNORE INTO secrets VALUES ('capture', ?)", (secrets.token_hex(32),))
+            value: str = db.execute("SELECT value FROM secrets WHERE name = 'capture'").fetchone()[0]
+        return value
+
+    def find_capture_secret(self) -> str | None:
+        """The capture secret if one was made, without making one."""
+        row = self._db.execute("SELECT value FROM secrets WHERE name = 'capture'").fetchone()
+        return str(row[0]) if row else None
 
     def all(self, assignment: str | None = None) -> list[SubmissionResult]:
         q = (

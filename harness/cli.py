@@ -15,11 +15,18 @@ from typing import TextIO
 
 from ._assignment import Assignment, assignment_ids, load_assignment
 from ._bundle import make_bundle, make_gradescope
-from ._capture import seed_for
+from ._capture import SECRET_ENV, seed_for
 from ._errors import HarnessError
 from ._outputs import feedback_text, write_outputs
 from ._results import Outcome, SubmissionResult
-from ._runner import IntakeError, SessionOptions, grade_batch, rerender, run_session
+from ._runner import (
+    IntakeError,
+    SessionOptions,
+    grade_batch,
+    graded_capture_secret,
+    rerender,
+    run_session,
+)
 from ._samples import materialize, samples_of
 
 
@@ -274,7 +281,29 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_capture(args: argparse.Namespace) -> int:
     """Make an exercise's capture with a seed, as grading does (the handout's practice one)."""
     load_assignment(args.id)
-    seed = seed_for(args.id, args.student) if args.student else args.seed
+    seed = args.seed
+    if args.student:
+        secret = os.environ.get(SECRET_ENV, "")
+        if args.graded and not secret:  # the secret the batch made for its OUT
+            try:
+                secret = graded_capture_secret(Path(args.graded)) or ""
+            except IntakeError as exc:
+                print(f"wiregrade: {exc}", file=sys.stderr)
+                return ExitCode.USAGE
+            if not secret:
+                print(
+                    f"wiregrade: {args.graded} was graded with no capture secret of its own", file=sys.stderr
+                )
+                return ExitCode.USAGE
+        saved = os.environ.get(SECRET_ENV)
+        os.environ[SECRET_ENV] = secret  # seed_for reads the environment, as a session does
+        try:
+            seed = seed_for(args.id, args.student)
+        finally:
+            if saved is None:
+                del os.environ[SECRET_ENV]
+            else:
+                os.environ[SECRET_ENV] = saved
     cmd = [sys.executable, "-m", "harness._capture", "--assignment", args.id, "--seed", seed]
     cmd += ["--part", args.part, "--name", args.name, "--out", args.out]
     return subprocess.run(cmd, check=False).returncode
@@ -360,6 +389,11 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument(
         "--student",
         help="make the capture this student was graded on (same WIREGRADE_CAPTURE_SECRET): for a dispute",
+    )
+    cp.add_argument(
+        "--graded",
+        metavar="OUT",
+        help="with --student, when WIREGRADE_CAPTURE_SECRET is not set: the secret `grade` made for OUT",
     )
     cp.add_argument("--part", choices=("public", "hidden"), default="public")
     cp.add_argument("--name", default="practice", help="file names: NAME.pcap, NAME-answer.json")
