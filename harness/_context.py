@@ -20,7 +20,7 @@ from ._errors import CheckFailed, HarnessError
 from ._isolation import Isolation, in_private_mounts, mount_tmpfs, unmount
 from ._process import Limits, StudentProcess, clean_environment
 from ._results import Evidence
-from ._safefile import read_made, stat_made
+from ._safefile import NOT_GRADED, read_made, stat_made
 from ._user import StudentUser, chown_tree
 from ._wire import Wire, open_wire
 
@@ -78,7 +78,6 @@ def _can_capture(iso: Isolation) -> tuple[bool, str]:
     return False, "capturing needs root or a user namespace, and neither is available"
 
 
-_SKIPPED_NAMES = {".git", "__pycache__", ".venv", "venv", "node_modules"}
 SUBMISSION_BYTES = 256 << 20  # the student's own space during grading (a tmpfs of its own)
 
 
@@ -93,7 +92,7 @@ def copy_regular(src: Path, dest: Path) -> list[str]:
             entries = list(it)
         for e in entries:
             name = f"{rel}/{e.name}" if rel else e.name
-            if e.name in _SKIPPED_NAMES or e.name.endswith(".pyc"):
+            if e.name in NOT_GRADED or e.name.endswith(".pyc"):
                 continue
             if e.is_symlink():
                 left_out.append(f"{name} (a symbolic link)")

@@ -34,6 +34,7 @@ from ._capture import SECRET_ENV
 from ._outputs import read_adjustments, write_gradebook, write_index, write_outputs
 from ._proc import become_subreaper, reap_orphans, register_harness_pid, unregister_harness_pid
 from ._results import SubmissionResult
+from ._safefile import NOT_GRADED
 from ._store import Store, fingerprint_files, fingerprint_grader
 
 STORE_NAME = "wiregrade.db"
@@ -47,6 +48,7 @@ class SessionOptions:
     wire: str = "auto"
     isolation: str = "auto"
     student_user: str = "auto"  # "off": as root, run student programs as root (not recommended)
+    sandbox: str = "auto"  # "off": run student programs without bubblewrap (not recommended)
 
 
 def run_session(
@@ -83,6 +85,8 @@ def run_session(
         options.isolation,
         "--student-user",
         options.student_user,
+        "--sandbox",
+        options.sandbox,
     ]
     root = project_root()
     package_parent = str(Path(__file__).resolve().parent.parent)  # this harness, installed or not
@@ -252,6 +256,7 @@ def check_folder(folder: Path) -> None:
 
     The walk is iterative (any depth, no recursion), follows nothing, reads no file (sizes
     are st_size: a sparse file counts what it claims), and stops at the first refusal.
+    Tools' folders that are never graded (.git, .venv, ...: NOT_GRADED) are passed over.
     """
     tally = _Tally("the submission")
     stack: list[tuple[str, int]] = [("", 0)]  # (folder relative to the submission, its depth)
@@ -261,6 +266,8 @@ def check_folder(folder: Path) -> None:
             with os.scandir(folder / rel) as entries:
                 for e in entries:
                     path = f"{rel}/{e.name}" if rel else e.name
+                    if e.name in NOT_GRADED:  # never copied into a session: not the student's work
+                        continue
                     if e.is_dir(follow_symlinks=False):
                         tally.entry(path, depth + 1)
                         stack.append((path, depth + 1))

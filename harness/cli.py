@@ -89,6 +89,8 @@ def print_summary(result: SubmissionResult, report: Path, out: TextIO | None = N
         w(st(f"Some {public} failed: see the hints above.", "31"))
     env = result.environment
     w(f"Network: {env.isolation_detail}. Traffic seen by: {env.wire_detail or env.wire}.")
+    if env.sandbox:
+        w(f"Your programs ran in: {env.sandbox}.")
     w(f"Report: {report}")
 
 
@@ -109,7 +111,11 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def _options(args: argparse.Namespace, visibility: str) -> SessionOptions:
     return SessionOptions(
-        visibility=visibility, wire=args.wire, isolation=args.isolation, student_user=args.student_user
+        visibility=visibility,
+        wire=args.wire,
+        isolation=args.isolation,
+        student_user=args.student_user,
+        sandbox=args.sandbox,
     )
 
 
@@ -331,6 +337,13 @@ def build_parser() -> argparse.ArgumentParser:
             choices=("auto", "off"),
             default="auto",
             help="a private network namespace per submission (auto) or none",
+        )
+        sp.add_argument(
+            "--sandbox",
+            choices=("auto", "off"),
+            default="auto",
+            help="student programs in a bubblewrap sandbox (auto: required when grading, used where "
+            "it runs in a self-check) or, if you must, outside one (off)",
         )
 
     sub.add_parser("list", help="the exercises").set_defaults(fn=cmd_list)

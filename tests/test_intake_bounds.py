@@ -44,6 +44,21 @@ def honest(folder: Path) -> Path:
     return folder
 
 
+def test_a_git_clone_with_its_venv_is_graded_not_refused(tmp_path: Path) -> None:
+    """.git, .venv and friends are never copied into a session, so they are not counted or
+    refused: a GitHub Classroom clone with a big history and a virtual environment is fine."""
+    repo = honest(tmp_path / "repo")
+    (repo / ".git" / "objects").mkdir(parents=True)
+    for i in range(MAX_FILES + 10):
+        (repo / ".git" / "objects" / f"o{i}").touch()
+    (repo / ".venv" / "bin").mkdir(parents=True)
+    (repo / ".venv" / "bin" / "python").symlink_to("/usr/bin/python3")
+    check_folder(repo)
+    (repo / "link.py").symlink_to(repo / "server.py")
+    with pytest.raises(IntakeError, match="link.py is a symbolic link"):
+        check_folder(repo)
+
+
 def test_links_and_special_files_in_a_folder_are_refused_by_name(tmp_path: Path) -> None:
     subs = tmp_path / "subs"
     outside = tmp_path / "outside"
