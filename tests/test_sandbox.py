@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -78,6 +79,7 @@ elif sys.argv[1] == "peek":
         except OSError:
             pass
     print("UID", os.getuid())
+    print("PATH", os.environ.get("PATH"))
     port, out = open("probe.txt").read().split()
     import ctypes, socket
     try:
@@ -162,6 +164,8 @@ def test_an_attacking_submission_reaches_nothing(
     cmdlines = [ln for ln in seen["peek"].splitlines() if ln.startswith("CMDLINE")]
     assert cmdlines and not [ln for ln in cmdlines if "harness" in ln or "subs" in ln], cmdlines
     assert "UID 0" not in seen["peek"]
+    path = seen["peek"].split("PATH ")[1].split()[0]
+    assert str(ROOT) not in path and ".venv" not in path, path  # no folder of the grader's own
     # what held before and must keep holding: host ports, OUT, no namespace of its own to
     # unmount anything from
     assert "NOCONNECT" in seen["peek"] and "NOWRITE" in seen["peek"], seen["peek"]
@@ -458,3 +462,21 @@ def test_in_the_sandbox_a_daemon_outlives_its_parent_until_the_grader_kills_it(t
         proc.kill()
     assert process_tree(proc.pid, proc.pid) == set()
     assert proc.describe_exit() == "it exited with code 3"
+
+
+def test_graders_touch_a_submission_only_through_the_safe_api() -> None:
+    """Every grader file reads what a student made with read_made/stat_made/copy_made/
+    regular_files and hands files over with give(): a direct read, write, chmod or walk of a
+    path in the submission would follow a link the student's program planted there."""
+    risky = re.compile(
+        r"submission\b.*\.(read_bytes|read_text|write_bytes|write_text|chmod|is_file|is_dir|"
+        r"exists|rglob|glob|iterdir|open|stat|write_to_path)\(|"
+        r"(copyfile|copy|copytree|open)\([^)]*submission"
+    )
+    found = [
+        f"{path.relative_to(ROOT)}:{n}: {line.strip()}"
+        for path in sorted((ROOT / "graders").rglob("*.py"))
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if risky.search(line)
+    ]
+    assert found == []

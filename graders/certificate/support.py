@@ -49,13 +49,13 @@ class Made:
         return self.folder / name
 
 
-def handed_in_keys(folder: Path) -> list[str]:
+def handed_in_keys(grading: GradingContext) -> list[str]:
     found = []
-    for p in sorted(folder.rglob("*")):
+    for name in harness.regular_files(grading.submission):
         try:
-            if p.is_file() and not p.is_symlink() and PEM_KEY.search(p.read_bytes()[: 1 << 20]):
-                found.append(str(p.relative_to(folder)))
-        except OSError:
+            if PEM_KEY.search(grading.read_made(name, limit=16 << 20) or b""):
+                found.append(name)
+        except (OSError, harness.CheckFailed):
             continue
     return found
 
@@ -63,7 +63,7 @@ def handed_in_keys(folder: Path) -> list[str]:
 @pytest.fixture(scope="session")
 def made(grading: GradingContext) -> Shared[Made]:
     def run() -> Made:
-        keys = handed_in_keys(grading.submission)
+        keys = handed_in_keys(grading)
         for name in MADE:
             (grading.submission / name).unlink(missing_ok=True)
         script = grading.assignment.settings["program"]["script"]

@@ -146,7 +146,7 @@ def start_stunnel(ctx: GradingContext, launcher: Launcher) -> harness.StudentPro
     if exe is None:
         raise harness.HarnessError("stunnel is not installed (Debian: apt-get install stunnel4)")
     conf = str(cfg(ctx)["stunnel_config"])
-    if not (ctx.submission / conf).is_file():
+    if ctx.stat_made(conf) is None:
         raise fail(f"There is no {conf} in your submission.")
     proc = launcher.start_system([exe, conf], f"stunnel {conf}")
     try:
@@ -211,7 +211,7 @@ def start_nginx(ctx: GradingContext, launcher: Launcher) -> harness.StudentProce
     if exe is None:
         raise harness.HarnessError("nginx is not installed (Debian: apt-get install nginx-light)")
     conf = str(cfg(ctx)["nginx_config"])
-    if not (ctx.submission / conf).is_file():
+    if ctx.stat_made(conf) is None:
         raise fail(f"There is no {conf} in your submission.")
     # nginx's own files go to the sandbox's private /tmp (else a folder of the session's own)
     tmp = Path("/tmp") if ctx.sandbox is not None else ctx.workdir / "nginx-tmp"
