@@ -69,7 +69,10 @@ def test_sni(good: Shared[Run], grading: GradingContext, evidence: harness.Evide
     if r.transcript is None or r.transcript.client_hello is None:
         raise fail("Your client sent no ClientHello to the grader's server.")
     sni = r.transcript.client_hello.sni
-    if r.visit and (r.visit.sni or "") != sni:
+    # Our server sees SNI only once its handshake reached the SNI callback (a hello refused
+    # for its version never does): where its view is complete it must agree with the wire,
+    # elsewhere the wire decides.
+    if r.visit and r.visit.handshake_ok and (r.visit.sni or "") != (sni or ""):
         raise harness.HarnessError(f"the wire shows SNI {sni!r} but the server saw {r.visit.sni!r}")
     evidence.text("ClientHello", f"frame {r.transcript.client_hello.number}: server_name = {sni or '(none)'}")
     if sni != grading.assignment.host:
@@ -119,9 +122,12 @@ def test_clean_close(
     notify = [f for f, _l, d in t.alerts(from_client=True) if d == 0]
     close = t.first_close(from_client=True)
     ok = bool(notify) and (close is None or notify[0].number <= close.number)
-    if ok != bool(r.visit and r.visit.client_close_notify):
+    # The server's unwrap() can miss a close_notify the client did send (it trips on data the
+    # client sent first and nobody read): the wire decides. Only a close_notify our server
+    # received and the capture lacks is ours (a capture that lost it).
+    if r.visit and r.visit.client_close_notify and not ok:
         raise harness.HarnessError(
-            "the wire and the grader's server disagree about the client's close_notify"
+            "the grader's server received the client's close_notify but the capture does not show it"
         )
     if not ok:
         raise fail(
