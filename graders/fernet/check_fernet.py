@@ -2,8 +2,9 @@
 
 Every check runs the student's programs with a key the grader made (not the student's
 genkey), so a broken genkey costs the genkey check only. Checks that credit a refusal
-(tampered, wrong key, expired) first make sure the tool accepts a good token: refusing
-everything is not checking."""
+(tampered, wrong key, expired) or an error message first make sure decrypt accepts the
+grader's good token (exit 0, the plaintext printed): refusing everything is not checking.
+Accepting is not judged byte for byte; the exact output has its own checks."""
 
 from __future__ import annotations
 
@@ -18,8 +19,9 @@ from support import (
     TRACEBACK,
     EchoServer,
     Keys,
-    accepts_good_token,
+    accepts,
     decrypt,
+    did,
     encrypt,
     iv_of,
     program,
@@ -30,7 +32,12 @@ from support import (
 )
 
 import harness
-from harness import GradingContext, Launcher, check, fail
+from harness import GradingContext, Launcher, Shared, check, fail
+
+REFUSAL = (
+    "A refusal counts only once decrypt accepts the grader's good token (exit 0, the plaintext "
+    "printed): refusing everything is not checking."
+)
 
 # --- public checks ------------------------------------------------------------------------
 
@@ -113,7 +120,10 @@ def test_interop_ours(grading: GradingContext, student: Launcher, keys: Keys) ->
     points=2,
     expected="decrypt prints exactly the plaintext of a standard Fernet token.",
 )
-def test_interop_theirs(grading: GradingContext, student: Launcher, keys: Keys) -> None:
+def test_interop_theirs(
+    grading: GradingContext, student: Launcher, keys: Keys, good_token: Shared[None]
+) -> None:
+    good_token.get(owner=True)  # accepts a good token at all (what the refusals rely on), then exactly
     data = b"made by the grader \x00\xff"
     p = decrypt(student, grading, keys.path, keys.fernet.encrypt(data) + b"\n")
     if p.returncode != 0 or p.stdout.data() != data:
@@ -150,21 +160,25 @@ def test_fresh_iv(
 @check(
     title="Refuses a tampered token",
     points=1,
-    expected="A token with one bit changed: exit code not 0, nothing on stdout.",
+    expected="A token with one bit changed: exit code not 0, nothing on stdout. " + REFUSAL,
     hint="Fernet.decrypt raises InvalidToken when the HMAC does not match: catch it and exit 1.",
 )
-def test_rejects_tampered(grading: GradingContext, student: Launcher, keys: Keys) -> None:
-    accepts_good_token(student, grading, keys)
+def test_rejects_tampered(
+    grading: GradingContext, student: Launcher, keys: Keys, good_token: Shared[None]
+) -> None:
+    good_token.get()
     refused(decrypt(student, grading, keys.path, tamper(keys.fernet.encrypt(b"secret"))), "a tampered token")
 
 
 @check(
     title="Refuses a token made with another key",
     points=1,
-    expected="exit code not 0, nothing on stdout.",
+    expected="A token made with the grader's other key: exit code not 0, nothing on stdout. " + REFUSAL,
 )
-def test_rejects_wrong_key(grading: GradingContext, student: Launcher, keys: Keys) -> None:
-    accepts_good_token(student, grading, keys)
+def test_rejects_wrong_key(
+    grading: GradingContext, student: Launcher, keys: Keys, good_token: Shared[None]
+) -> None:
+    good_token.get()
     refused(
         decrypt(student, grading, keys.path, keys.wrong.encrypt(b"secret")), "a token made with another key"
     )
@@ -173,17 +187,20 @@ def test_rejects_wrong_key(grading: GradingContext, student: Launcher, keys: Key
 @check(
     title="Refuses a token older than --ttl",
     points=2,
-    expected="decrypt --ttl 60 of a token made an hour ago: exit code not 0, nothing on stdout "
-    "(without --ttl it decrypts).",
-    hint="Pass the --ttl value to Fernet.decrypt(token, ttl=...).",
+    expected="decrypt --ttl 60 of a token made an hour ago: exit code not 0, nothing on stdout; "
+    "without --ttl the same token is accepted (exit 0, the plaintext printed). " + REFUSAL,
+    hint="Pass the --ttl value to Fernet.decrypt(token, ttl=...), and ttl=None when it is not given.",
 )
-def test_rejects_expired(grading: GradingContext, student: Launcher, keys: Keys) -> None:
+def test_rejects_expired(
+    grading: GradingContext, student: Launcher, keys: Keys, good_token: Shared[None]
+) -> None:
+    good_token.get()
     old = keys.fernet.encrypt_at_time(b"old news", int(time.time()) - 3600)
     p = decrypt(student, grading, keys.path, old)
-    if p.returncode != 0 or p.stdout.data() != b"old news":
+    if not accepts(p, b"old news"):
         raise fail(
-            "Without --ttl, your decrypt does not accept a good (hour-old) token, so refusing it "
-            f"with --ttl proves nothing (exit {p.returncode}).\n{p.output_tail(5)}"
+            f"Without --ttl, your decrypt does not accept the grader's good token made an hour ago: it "
+            f"{did(p, b'old news')}. Refusing it with --ttl 60 then proves nothing.\n{p.output_tail(5)}"
         )
     refused(decrypt(student, grading, keys.path, old, "--ttl", "60"), "an hour-old token with --ttl 60")
 
@@ -191,11 +208,15 @@ def test_rejects_expired(grading: GradingContext, student: Launcher, keys: Keys)
 @check(
     title="Errors are one clear line, never a traceback",
     points=2,
-    expected="When decrypt refuses a token, stderr says why in words, without a Python traceback.",
+    expected="When decrypt refuses a token, stderr says why in words, without a Python traceback "
+    "(judged once decrypt accepts the grader's good token: an error for everything is not an error message).",
     hint="Catch cryptography.fernet.InvalidToken and print e.g. 'invalid token: wrong key, "
     "tampered with, or expired' to sys.stderr, then exit 1.",
 )
-def test_clean_errors(grading: GradingContext, student: Launcher, keys: Keys) -> None:
+def test_clean_errors(
+    grading: GradingContext, student: Launcher, keys: Keys, good_token: Shared[None]
+) -> None:
+    good_token.get()
     runs = [
         ("a tampered token", decrypt(student, grading, keys.path, tamper(keys.fernet.encrypt(b"x")))),
         ("a token for another key", decrypt(student, grading, keys.path, keys.wrong.encrypt(b"x"))),

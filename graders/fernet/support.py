@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import pytest
 from cryptography.fernet import Fernet, InvalidToken
 
-from harness import GradingContext, Launcher, StudentProcess, fail
+from harness import GradingContext, Launcher, Shared, StudentProcess, fail
 
 TRACEBACK = "Traceback (most recent call last)"
 SMALL = [b"Hello World", b"caf\xc3\xa9 \xf0\x9f\x94\x92 with spaces", b"last one"]
@@ -78,16 +78,41 @@ def tamper(token: bytes) -> bytes:
     return base64.urlsafe_b64encode(bytes(raw))
 
 
-def accepts_good_token(student: Launcher, ctx: GradingContext, keys: Keys) -> None:
-    """No vacuous refusals: the tool must first decrypt a good token."""
-    good = keys.fernet.encrypt(b"a good token")
-    p = decrypt(student, ctx, keys.path, good)
-    if p.returncode != 0 or p.stdout.data() != b"a good token":
-        raise fail(
-            "Your decrypt does not accept a good token, so refusing a bad one proves nothing "
-            "(see 'Decrypts tokens made by the grader').",
-            hint="Fix decrypt first; this check runs again then.",
-        )
+GOOD = b"a good token from the grader"
+ACCEPTS = "Decrypts tokens made by the grader"  # tells the story of a decrypt that accepts nothing
+
+
+def accepts(p: StudentProcess, plaintext: bytes) -> bool:
+    """decrypt accepted a token: exit code 0, and the plaintext is in what it printed.
+
+    Not byte for byte: the exact output has checks of its own (round trip, interop), and one
+    mistake costs one penalty. This is only what makes a refusal mean something."""
+    return p.returncode == 0 and plaintext in p.stdout.data()
+
+
+def did(p: StudentProcess, plaintext: bytes) -> str:
+    """What a decrypt that did not accept a good token did instead, in words."""
+    if p.returncode != 0:
+        return f"exited with code {p.returncode}"
+    return f"exited with code 0 but printed {p.stdout.data()[:80]!r}, not the plaintext {plaintext!r}"
+
+
+@pytest.fixture(scope="session")
+def good_token(grading: GradingContext, keys: Keys) -> Shared[None]:
+    """No vacuous refusals: decrypt must accept the grader's good token before any refusal counts."""
+
+    def run() -> None:
+        with grading.launcher() as launcher:
+            p = decrypt(launcher, grading, keys.path, keys.fernet.encrypt(GOOD))
+        if not accepts(p, GOOD):
+            raise fail(
+                f"Your decrypt does not accept a good token made by the grader with your key file: it "
+                f"{did(p, GOOD)}.\n{p.output_tail(5)}",
+                expected=f"exit code 0, and the plaintext {GOOD!r} on stdout",
+                hint="Fix decrypt first: until it accepts a good token, refusing a bad one proves nothing.",
+            )
+
+    return Shared(run, owner=ACCEPTS)
 
 
 def refused(p: StudentProcess, what: str) -> None:
@@ -112,8 +137,8 @@ class EchoServer:
     """The grader's echo server: answers each token with a fresh token of its plaintext.
 
     A line that is not a token for the key is recorded; with ``answer_anyway`` the server
-    still answers (with a token under the right key), to see what a client with the wrong
-    key does with an answer it cannot read.
+    still answers, with a token of that line under the right key: a client with the wrong key
+    gets an answer it cannot read, and a client that sent its line in clear gets it back.
     """
 
     fernet: Fernet
@@ -143,7 +168,7 @@ class EchoServer:
                             self.bad.append(line[:200])
                             if not self.answer_anyway:
                                 break
-                            plain = b"an answer you cannot read"
+                            plain = line.rstrip(b"\r\n")  # answered under the right key all the same
                         conn.sendall(self.fernet.encrypt(plain) + b"\n")
                 except OSError:
                     continue
