@@ -1,0 +1,1 @@
+"""Not done yet."""
