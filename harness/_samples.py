@@ -34,6 +34,8 @@ class Sample:
     certificates: tuple[dict[str, str], ...]
     base: Path | None = None  # a folder this sample starts from (the reference, say)
     replacements: tuple[dict[str, str], ...] = ()  # {file, old, new}: the sample's one mistake
+    # check id -> words its feedback must hold ([expect.says]): the feedback it should get
+    expect_says: tuple[tuple[str, str], ...] = ()
 
 
 def load_sample(folder: Path) -> Sample:
@@ -47,6 +49,7 @@ def load_sample(folder: Path) -> Sample:
         certificates=tuple(data.get("certificates", [])),
         base=(folder / base).resolve() if base else None,
         replacements=tuple(data.get("replace", [])),
+        expect_says=tuple(data.get("expect", {}).get("says", {}).items()),
     )
 
 

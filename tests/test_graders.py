@@ -28,6 +28,10 @@ def test_each_sample_loses_exactly_its_checks(exercises: Exercises, assignment: 
     failed = {c.id for c in r.checks if c.outcome is not Outcome.PASSED}
     assert failed == expected, {c.id: c.seen for c in r.checks if c.id in failed ^ expected}
     assert r.score == sum(c.points for c in r.checks if c.id not in expected)
+    sample = next(s for s in all_samples(assignment) if s.name == name)
+    seen = {c.id: c.seen for c in r.checks}
+    for check_id, words in sample.expect_says:  # ... with the feedback it should get
+        assert words in seen[check_id], (check_id, words, seen[check_id])
 
 
 @pytest.mark.parametrize("assignment", assignment_ids())

@@ -103,11 +103,20 @@ def refusal(
         f"your program: exit code {f.proc.returncode}\n{f.proc.output_tail(3)}",
     )
     if f.server.requests:
+        # Which part of verification was skipped: the wrong-host server's certificate is signed
+        # by the student's CA, so only a client that skips the name check gets through to it.
+        skipped = (
+            "it did not check the host name (that certificate is signed by your CA, so only the "
+            "name was wrong)"
+            if variant == "wrong-host"
+            else "it completed the TLS handshake without verifying the certificate"
+        )
         raise fail(
-            f"Your program sent its request to a server whose {lie}: it completed the TLS handshake "
-            f"without verifying (exit code {f.proc.returncode}, whatever it printed).{insecure_source(ctx)}",
+            f"Your program sent its request to a server whose {lie}: {skipped} "
+            f"(exit code {f.proc.returncode}, whatever it printed).{insecure_source(ctx)}",
             expected="the handshake refused, no request sent",
-            hint="requests.get(url, verify=CAFILE): verification on, trusting the CA file you are given.",
+            hint="requests.get(url, verify=CAFILE): verification on (the chain and the host name), "
+            "trusting the CA file you are given.",
         )
     said = f.proc.stderr.text().strip()
     if f.proc.returncode == 0 or token in f.proc.stdout.text() or not said:
