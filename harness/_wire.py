@@ -3,7 +3,9 @@
 Both backends keep one ordered log of Ethernet frames for the whole session (one capture
 start, no per-check stop delay) and hand a check the frames of the connection it made,
 once that connection is over. The grader owns the client end of every connection, so it
-knows the client port and when it closed its side.
+knows the client port and when it closed its side. A connection the grader does not own may
+never end while a check runs (a proxy keeps its connections to a backend in a pool): for
+those, :meth:`Wire.carried` gives what they carried so far, once the log has caught up.
 
 dumpcap writes pcap to a pipe, not a file: on a file it flushes only every ~0.5 s, on a pipe
 after every packet, leaving only libpcap's 250 ms read timeout between a packet and us.
@@ -199,6 +201,22 @@ class FrameLog:
             "floods the network; send what the protocol needs, then stop.",
         )
 
+    def carried(self, server_port: int, since: float, backend: str) -> list[Connection]:
+        """Every connection to ``server_port`` that carried a frame at or after ``since``, with
+        its frames so far (from its latest SYN), whether or not it has ended."""
+        with self._cond:
+            ports = dict.fromkeys(sport for _, sport, dport in self._syns if dport == server_port)
+            found = []
+            for client_port in ports:
+                frames = self._pair(client_port, server_port).frames_of(client_port)
+                if frames and frames[-1].ts >= since:
+                    found.append(
+                        Connection((LOOPBACK, client_port), (LOOPBACK, server_port), tuple(frames), backend)
+                    )
+        if self.busy() and any(c.lost_frames() for c in found):
+            raise self.flood(f"all of the connections to port {server_port} (frames of them were lost)")
+        return found
+
     def connection(
         self, client_port: int, server_port: int, backend: str, timeout: float = 5.0
     ) -> Connection:
@@ -307,6 +325,20 @@ class Wire:
         self.sync()
         ports = self.log.client_ports(server_port, since)
         return [self.connection(p, server_port, timeout) for p in ports]
+
+    def carried(self, server_port: int, since: float) -> list[Connection]:
+        """What every connection to ``server_port`` active since ``since`` carried up to now,
+        ended or not.
+
+        For hops the grader does not own and that may stay open: a proxy keeps its connections
+        to a backend in a pool, so waiting for them to end would wait forever. Call it once the
+        grader's own exchange through the hop is over (the request answered): everything the
+        hop carried for it was sent before this call, and :meth:`sync` makes sure the log holds it.
+        """
+        self.sync()
+        if self.log.full:  # what was sent after the log filled up is not in it
+            raise self.log.flood(f"everything sent to port {server_port}")
+        return self.log.carried(server_port, since, self.info.backend)
 
     def close(self) -> None:
         self.log.close()
