@@ -24,10 +24,10 @@ import random
 import socket
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, TypeVar
 
 from ._context import GradingContext
 from ._dissect import tshark_path
@@ -36,6 +36,8 @@ from ._packets import Connection, Frame, write_pcap
 from ._wire import Wire
 
 SECRET_ENV = "WIREGRADE_CAPTURE_SECRET"
+PRACTICE = "practice"  # the handout's capture is made with this seed
+T = TypeVar("T")
 
 
 def seed_for(assignment_id: str, student: str) -> str:
@@ -48,6 +50,39 @@ def seed_for(assignment_id: str, student: str) -> str:
 def rng_for(seed: str, part: str) -> random.Random:
     """One generator per capture, so the public capture does not change when a hidden one does."""
     return random.Random(hashlib.sha256(f"{seed}\0{part}".encode()).digest())
+
+
+def loopback(rng: random.Random, taken: set[str]) -> str:
+    """A fresh 127.x.y.z address (never 127.0.0.1, the handout's host; never one in ``taken``),
+    added to ``taken``. Every one of them is the loopback interface's on Linux."""
+    while True:
+        host = f"127.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(2, 255)}"
+        if host not in taken and host != "127.0.0.1":
+            taken.add(host)
+            return host
+
+
+def apart_from_practice(
+    seed: str,
+    part: str,
+    rng: random.Random,
+    draw: Callable[[random.Random], T],
+    apart: Callable[[T, T], bool],
+) -> T:
+    """A capture's layout (addresses, ports, names, number and order of connections), drawn
+    with ``draw`` from ``rng``; for any seed but the practice one, drawn again until ``apart``
+    says it shares none of those details with the practice capture's layout, so a program
+    fitted to the practice capture fails on every graded one. ``draw`` must use only the
+    generator it is given (the practice layout is drawn again from its own seed to compare)."""
+    mine = draw(rng)
+    if seed == PRACTICE:
+        return mine
+    practice = draw(rng_for(PRACTICE, part))
+    for _ in range(1000):
+        if apart(mine, practice):
+            return mine
+        mine = draw(rng)
+    raise HarnessError("could not draw a capture layout unlike the practice one")  # our bug
 
 
 class Scene:

@@ -30,10 +30,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from harness import ALERTS, HANDSHAKE_TYPES, HarnessError
-from harness._capture import Scene, rng_for
+from harness._capture import PRACTICE, Scene, apart_from_practice, loopback, rng_for
 from harness._wire import Wire
 
-CLIENT = "127.0.0.2"
 WORDS = [
     "amber",
     "basalt",
@@ -70,6 +69,8 @@ SUITES_13 = {
     0x1302: "TLS_AES_256_GCM_SHA384",
     0x1303: "TLS_CHACHA20_POLY1305_SHA256",
 }
+TLDS = ("example", "test", "internal", "lan", "corp", "home.arpa", "localdomain", "intranet")
+PORTS = (443, 4433, 5443, 6443, 8443, 9443, 10443, 11443)
 VERSION_NAMES = {ssl.TLSVersion.TLSv1_2: "TLS 1.2", ssl.TLSVersion.TLSv1_3: "TLS 1.3"}
 
 
@@ -290,12 +291,12 @@ def _drain(tls: ssl.SSLSocket) -> None:
             pass
 
 
-def run_plan(scene: Scene, server: Server, plan: Plan, ctx: ssl.SSLContext) -> None:
+def run_plan(scene: Scene, client: str, server: Server, plan: Plan, ctx: ssl.SSLContext) -> None:
     ready = threading.Event()
     t = threading.Thread(target=server.serve, args=(plan, ready), daemon=True)
     t.start()
     ready.wait(5)
-    raw = scene.connect(server.address, CLIENT)
+    raw = scene.connect(server.address, client)
     plan.client, plan.server = scene.last_client, f"{server.address[0]}:{server.address[1]}"
     try:
         tls = ctx.wrap_socket(raw, server_hostname=plan.sni, session=plan.session)
@@ -396,6 +397,33 @@ def _server_hello(msg: bytes) -> tuple[str, str]:
 # --- the captures -----------------------------------------------------------------------------
 
 
+@dataclass
+class Layout:
+    """A capture's shape: what a program fitted to the practice capture would rely on."""
+
+    client: str
+    server: str
+    port: int
+    tlds: tuple[str, ...]  # the server names' suffixes
+    extra: int  # connections beyond the four every public capture has (their number varies)
+
+
+def layout(rng: random.Random) -> Layout:
+    taken: set[str] = set()
+    client, server = loopback(rng, taken), loopback(rng, taken)
+    return Layout(client, server, rng.choice(PORTS), tuple(rng.sample(TLDS, 2)), rng.randrange(3))
+
+
+def apart(a: Layout, b: Layout) -> bool:
+    """No address, port or name suffix in common, and a different number of connections."""
+    return (
+        not {a.client, a.server} & {b.client, b.server}
+        and a.port != b.port
+        and not set(a.tlds) & set(b.tlds)
+        and a.extra != b.extra
+    )
+
+
 def make(wire: Wire, seed: str, part: str, folder: Path, name: str, exact: bool) -> dict[str, Any]:
     """Make ``folder/NAME.pcap`` and ``folder/NAME.keys`` for ``part`` ("public" or "hidden").
 
@@ -407,10 +435,14 @@ def make(wire: Wire, seed: str, part: str, folder: Path, name: str, exact: bool)
     keylog.write_text("")
     scene = Scene(wire, rng, exact)
     try:
-        world = World(rng)
-        server = Server(scene, "127.0.0.30", rng.choice((4433, 8443, 9443)), keylog)
         if part == "public":
-            plans = public_plans(world, rng)
+            shape = apart_from_practice(seed, part, rng, layout, apart)
+        else:  # the hidden capture shares no address, port or suffix with the practice one either
+            shape = apart_from_practice(PRACTICE + "/hidden", "public", rng, layout, apart)
+        world = World(rng, shape.tlds)
+        server = Server(scene, shape.server, shape.port, keylog)
+        if part == "public":
+            plans = public_plans(world, rng, shape.extra)
         else:
             from hidden_scenes import hidden_plans
 
@@ -418,7 +450,7 @@ def make(wire: Wire, seed: str, part: str, folder: Path, name: str, exact: bool)
         for plan in plans:
             if plan.session == "previous":
                 plan.session = plans[plans.index(plan) - 1].new_session
-            run_plan(scene, server, plan, world.client_context(plan))
+            run_plan(scene, shape.client, server, plan, world.client_context(plan))
         if server.errors:
             raise HarnessError("the grader's TLS server: " + "; ".join(server.errors))
         scene.write(folder / f"{name}.pcap")
@@ -432,8 +464,9 @@ def make(wire: Wire, seed: str, part: str, folder: Path, name: str, exact: bool)
 class World:
     """The student's names and certificates."""
 
-    def __init__(self, rng: random.Random) -> None:
+    def __init__(self, rng: random.Random, tlds: tuple[str, ...]) -> None:
         self.rng = rng
+        self.tlds = tlds
         self.ca = make_ca(
             f"{rng.choice(WORDS).title()} {rng.choice(WORDS).title()} Root CA {rng.randrange(1, 9)}"
         )
@@ -453,7 +486,7 @@ class World:
         return self._clients[key]
 
     def name(self) -> str:
-        return f"{self.rng.choice(WORDS)}-{self.rng.randrange(10, 99)}.{self.rng.choice(('example', 'test'))}"
+        return f"{self.rng.choice(WORDS)}-{self.rng.randrange(10, 99)}.{self.rng.choice(self.tlds)}"
 
     def cert(self, sni: str | None, ca: Any = None) -> Cert:
         # From a fixed date, not from today: the same seed gives the same answer on any day.
@@ -480,9 +513,9 @@ class World:
         )
 
 
-def public_plans(world: World, rng: random.Random) -> list[Plan]:
+def public_plans(world: World, rng: random.Random, extra: int) -> list[Plan]:
     """Two TLS 1.2 connections with different suites, two TLS 1.3; close_notify patterns that
-    differ; one connection without SNI."""
+    differ; one connection without SNI; then ``extra`` more of any kind, in a shuffled order."""
     v12, v13 = ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3
     a, b = rng.sample(sorted(SUITES_12), 2)
     closes = [(True, True), (False, True), (True, False), (False, False)]
@@ -496,5 +529,10 @@ def public_plans(world: World, rng: random.Random) -> list[Plan]:
     no_sni = rng.randrange(4)
     plans[no_sni].sni = None
     plans[no_sni].cert = world.cert(None)
+    for _ in range(extra):
+        client_closes, server_closes = rng.choice(closes)
+        plans.append(
+            world.plan(rng.choice((v12, v13)), client_closes=client_closes, server_closes=server_closes)
+        )
     rng.shuffle(plans)
     return plans

@@ -63,7 +63,8 @@ def test_requests(answer: Shared[Answer], capture: Capture, evidence: EvidenceRe
     title="The search phrase, decoded from the query string",
     points=3,
     expected="The /search request's query as {name: [values]} (urllib.parse.parse_qs).",
-    hint="Split the request target at '?', then parse_qs(query, keep_blank_values=True).",
+    hint="The phrase is escaped in the request ('&' is %26): split the request target at '?', then "
+    "parse_qs(query, keep_blank_values=True).",
 )
 def test_search(answer: Shared[Answer], capture: Capture, evidence: EvidenceRecorder) -> None:
     compare(answer.get(), one(capture.truth, path="/search"), ("query",), "the search", evidence)
@@ -108,8 +109,9 @@ def test_headers(answer: Shared[Answer], capture: Capture, evidence: EvidenceRec
 @check(
     title="HTTPS: the server name and address, and nothing from inside",
     points=3,
-    expected='One "https" entry per TLS connection: {"client", "server", "sni"} only. Nothing '
-    "about the requests inside (they are encrypted), and no HTTP request on those connections.",
+    expected='One "https" entry per TLS connection, on any port: {"client", "server", "sni"} only, sni '
+    "null when the ClientHello names no server. Nothing about the requests inside (they are "
+    "encrypted), and no HTTP request on those connections.",
     hint="A TLS connection's first client bytes are a handshake record (0x16). The server name is "
     "in the ClientHello's server_name extension (tshark: tls.handshake.extensions_server_name).",
 )

@@ -12,15 +12,16 @@ from urllib.parse import quote_plus
 from scenario import AGENTS, KNOWN_HTTP_PORTS, WORDS, Request, Story, WebServer, _site, token
 
 from harness import HarnessError
-from harness._capture import Scene
+from harness._capture import Scene, loopback
 from harness._packets import parse_segment
 
 
-def hidden(scene: Scene, story: Story, rng: random.Random) -> None:
-    host = _site(rng)
+def hidden(scene: Scene, story: Story, rng: random.Random, taken: set[str], tlds: list[str]) -> None:
+    """``taken``: addresses not to use (the practice capture's); ``tlds``: the name suffixes to use."""
+    host = _site(rng, tlds)
     agent = rng.choice(AGENTS)
     cookies = [("session", token(rng, 24))]
-    web = WebServer(scene.listen("127.0.0.10", 80))
+    web = WebServer(scene.listen(loopback(rng, taken), 80))
     # 1. One request sent in three TCP segments.
     story.http(
         web,
@@ -64,7 +65,7 @@ def hidden(scene: Scene, story: Story, rng: random.Random) -> None:
     )
     # 3. HTTP on a port no dissector guesses.
     port = rng.choice([p for p in range(5000, 8000) if p not in KNOWN_HTTP_PORTS])
-    odd = WebServer(scene.listen("127.0.0.11", port))
+    odd = WebServer(scene.listen(loopback(rng, taken), port))
     story.http(
         odd,
         [

@@ -5,8 +5,13 @@
 is what the grader's clients sent, built as the answer a correct program prints.
 
 The public capture holds the lecture's story with per-student secrets: a search phrase in a
-query string, a session cookie, a login form, and HTTPS connections whose content must not
-be reported. The hidden capture holds the harder cases, one per connection, so one mistake
+query string (escaped: only a program that decodes it reads it), a session cookie, a login
+form, and HTTPS connections whose content must not be reported, one of them without SNI.
+Every detail a program could be fitted to (client and server addresses, HTTPS ports, host
+name suffixes, the number and order of connections) is drawn from the seed, and a graded
+capture shares none of them with the practice one (``apart_from_practice``).
+
+The hidden capture holds the harder cases, one per connection, so one mistake
 costs one check: a request split over three TCP segments, three requests on one keep-alive
 connection, HTTP on a non-standard port, and percent-encoding with `+` for spaces.
 """
@@ -29,10 +34,9 @@ from urllib.parse import parse_qs, urlencode
 import trustme
 
 from harness import HarnessError
-from harness._capture import Scene, rng_for
+from harness._capture import PRACTICE, Scene, apart_from_practice, loopback, rng_for
 from harness._wire import Wire
 
-CLIENT = "127.0.0.2"
 WORDS = [
     "kestrel",
     "osprey",
@@ -60,7 +64,10 @@ WORDS = [
     "cypress",
 ]
 SITES = ("shop", "news", "forum", "library", "recipes", "travel", "games", "weather")
-TLDS = ("example", "test", "lan")
+TLDS = ("example", "test", "lan", "internal", "home.arpa", "localdomain", "intranet", "corp")
+HTTPS_KINDS = ("bank", "mail", "pay", "cloud", "health", "vault")
+HTTPS_PORTS = (443, 4433, 6443, 8443, 9443, 10443)
+PAGES = ("/about", "/help", "/contact", "/news", "/static/site.css", "/favicon.ico", "/profile")
 AGENTS = (
     "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_6) AppleWebKit/605.1.15 (KHTML, like Gecko) "
     "Version/13.1.2 Safari/605.1.15",
@@ -180,16 +187,17 @@ class WebServer:
 
 def _exchange(
     scene: Scene,
+    client: str,
     server: tuple[str, int],
     requests: list[Request],
     split: int = 1,
-    tls: tuple[ssl.SSLContext, str] | None = None,
+    tls: tuple[ssl.SSLContext, str | None] | None = None,
 ) -> None:
     """One client connection: each request (in ``split`` sends), then its whole response.
 
     A split request is cut inside its path first (so only a program that joins the segments
     reads the path right), then at random places after the request line."""
-    sock: socket.socket = scene.connect(server, CLIENT)
+    sock: socket.socket = scene.connect(server, client)
     if tls:
         sock = tls[0].wrap_socket(sock, server_hostname=tls[1])
     with sock, sock.makefile("rb") as f:
@@ -245,8 +253,9 @@ def _addr(sock_or_addr: Any) -> str:
 class Story:
     """Connections made in order; the answer lists every request in the order it was sent."""
 
-    def __init__(self, scene: Scene) -> None:
+    def __init__(self, scene: Scene, client: str) -> None:
         self.scene = scene
+        self.client = client  # the browser's address
         self.requests: list[dict[str, Any]] = []
         self.https: list[dict[str, Any]] = []
         self.secrets: list[str] = []  # what travelled inside TLS: never in an answer
@@ -254,16 +263,63 @@ class Story:
 
     def http(self, server: WebServer, requests: list[Request], split: int = 1) -> None:
         self.servers.append(server)
-        _exchange(self.scene, server.address, requests, split)
+        _exchange(self.scene, self.client, server.address, requests, split)
         client = self.scene.last_client
         for r in requests:
             self.requests.append(r.answer(client, _addr(server.address)))
 
-    def tls(self, server: WebServer, ctx: ssl.SSLContext, sni: str, request: Request) -> None:
+    def tls(self, server: WebServer, ctx: ssl.SSLContext, sni: str | None, request: Request) -> None:
         self.servers.append(server)
-        _exchange(self.scene, server.address, [request], tls=(ctx, sni))
+        _exchange(self.scene, self.client, server.address, [request], tls=(ctx, sni))
         self.https.append({"client": self.scene.last_client, "server": _addr(server.address), "sni": sni})
         self.secrets += [request.path, *(v for _, v in request.query), *(v for _, v in request.cookies)]
+
+
+@dataclass
+class Layout:
+    """The public capture's shape: what a program fitted to the practice capture would rely on."""
+
+    client: str  # the browser's address
+    web: str  # the HTTP server's address (on port 80: HTTP elsewhere is the hidden capture's case)
+    tls: list[tuple[str, int]]  # each HTTPS server's address and port (one connection to each)
+    no_sni: int  # the HTTPS connection whose ClientHello names no server
+    tlds: tuple[str, ...]  # the host names' suffixes
+    kinds: list[str]  # the HTTPS names' prefixes
+    order: list[str]  # the connections in order: home, search, login, page:PATH, tls:I, logout
+
+    def addresses(self) -> set[str]:
+        return {self.client, self.web, *(h for h, _ in self.tls)}
+
+
+def layout(rng: random.Random) -> Layout:
+    taken: set[str] = set()
+    client, web = loopback(rng, taken), loopback(rng, taken)
+    n = rng.randrange(2, 4)
+    tls = [(loopback(rng, taken), rng.choice(HTTPS_PORTS)) for _ in range(n)]
+    tlds = tuple(rng.sample(TLDS, 2))
+    kinds = rng.sample(HTTPS_KINDS, n)
+    pages = rng.sample(PAGES, rng.randrange(3))
+    middle = ["search", "login", *(f"page:{p}" for p in pages), *(f"tls:{i}" for i in range(n))]
+    rng.shuffle(middle)
+    return Layout(client, web, tls, rng.randrange(n), tlds, kinds, ["home", *middle, "logout"])
+
+
+def apart(a: Layout, b: Layout) -> bool:
+    """No address, HTTPS port, name suffix or prefix in common, a different number of connections,
+    and no HTTPS connection where the other has one (a program that knows which connections are
+    HTTPS by their place in the practice capture is wrong about every one)."""
+
+    def tls_places(x: Layout) -> set[int]:
+        return {i for i, step in enumerate(x.order) if step.startswith("tls:")}
+
+    return (
+        not a.addresses() & b.addresses()
+        and not tls_places(a) & tls_places(b)
+        and not {p for _, p in a.tls} & {p for _, p in b.tls}
+        and not set(a.tlds) & set(b.tlds)
+        and not set(a.kinds) & set(b.kinds)
+        and len(a.order) != len(b.order)
+    )
 
 
 def make(wire: Wire, seed: str, part: str, folder: Path, name: str, exact: bool) -> dict[str, Any]:
@@ -274,13 +330,17 @@ def make(wire: Wire, seed: str, part: str, folder: Path, name: str, exact: bool)
     rng = rng_for(seed, part)
     scene = Scene(wire, rng, exact)
     try:
-        story = Story(scene)
         if part == "public":
-            _public(scene, story, rng)
+            shape = apart_from_practice(seed, part, rng, layout, apart)
+            story = Story(scene, shape.client)
+            _public(scene, story, rng, shape)
         else:
             from hidden_scenes import hidden  # not in a student's bundle
 
-            hidden(scene, story, rng)
+            practice = layout(rng_for(PRACTICE, "public"))  # the hidden capture shares nothing with it
+            taken = practice.addresses()
+            story = Story(scene, loopback(rng, taken))
+            hidden(scene, story, rng, taken, [t for t in TLDS if t not in practice.tlds])
         frames = scene.write(folder / f"{name}.pcap")
         errors = [e for server in dict.fromkeys(story.servers) for e in server.errors]
         if errors:
@@ -298,49 +358,60 @@ def make(wire: Wire, seed: str, part: str, folder: Path, name: str, exact: bool)
     }
 
 
-def _site(rng: random.Random) -> str:
-    return f"{rng.choice(SITES)}-{rng.choice(WORDS)}.{rng.choice(TLDS)}"
+def _site(rng: random.Random, tlds: tuple[str, ...] | list[str]) -> str:
+    return f"{rng.choice(SITES)}-{rng.choice(WORDS)}.{rng.choice(tlds)}"
 
 
-def _public(scene: Scene, story: Story, rng: random.Random) -> None:
-    host = _site(rng)
+def search_phrase(rng: random.Random) -> str:
+    """Two words joined by '&' and a number after '/': the query string carries them escaped
+    (q=rowan%26hazel%2F42), so only a program that decodes it reads the phrase."""
+    a, b = rng.sample(WORDS, 2)
+    return f"{a}&{b}/{rng.randrange(10, 100)}"
+
+
+def _public(scene: Scene, story: Story, rng: random.Random, shape: Layout) -> None:
+    host = _site(rng, shape.tlds)
     agent = rng.choice(AGENTS)
     session = ("session", token(rng, 24))
     cookies = [("theme", rng.choice(("dark", "light"))), session, ("_ga", f"GA1.2.{rng.randrange(10**9)}")]
-    phrase = f"{rng.choice(WORDS)}{rng.randrange(10, 100)}"
+    phrase = search_phrase(rng)
     user, password = f"{rng.choice(WORDS)}{rng.randrange(100, 1000)}", token(rng, 12)
-    web = WebServer(scene.listen("127.0.0.10", 80))
-    story.http(web, [Request("GET", host, "/", agent=agent, cookies=cookies[:1])])
-    story.http(web, [Request("GET", host, "/search", [("q", phrase)], agent=agent, cookies=cookies)])
-    story.http(
-        web,
-        [
-            Request(
-                "POST",
-                host,
-                "/login",
-                agent=agent,
-                cookies=cookies,
-                form=[("username", user), ("password", password)],
-            )
-        ],
-    )
-    # HTTPS to two other names: an eavesdropper sees the names and addresses, nothing inside.
+    web = WebServer(scene.listen(shape.web, 80))
+    # HTTPS to other names: an eavesdropper sees the names (if sent) and addresses, nothing inside.
     ca = trustme.CA(organization_name="wiregrade capture CA")
     client_ctx = ssl.create_default_context()
     client_ctx.load_verify_locations(cadata=ca.cert_pem.bytes().decode())
-    for i, kind in enumerate(("bank", "mail")):
-        sni = f"{kind}-{rng.choice(WORDS)}.{rng.choice(TLDS)}"
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ca.issue_cert(sni).configure_cert(ctx)
-        server = WebServer(scene.listen(f"127.0.0.{20 + i}", 443), ctx)
-        inner = Request(
-            "GET",
-            sni,
-            f"/account-{token(rng, 8)}",
-            [("token", token(rng, 16))],
-            agent=agent,
-            cookies=[(f"{kind}_session", token(rng, 20))],
-        )
-        story.tls(server, client_ctx, sni, inner)
-    story.http(web, [Request("GET", host, "/logout", agent=agent, cookies=cookies)])
+    no_sni_ctx = ssl.create_default_context()  # verifies the chain, sends no server name
+    no_sni_ctx.check_hostname = False
+    no_sni_ctx.load_verify_locations(cadata=ca.cert_pem.bytes().decode())
+    for step in shape.order:
+        if step == "home":
+            story.http(web, [Request("GET", host, "/", agent=agent, cookies=cookies[:1])])
+        elif step == "search":
+            story.http(web, [Request("GET", host, "/search", [("q", phrase)], agent=agent, cookies=cookies)])
+        elif step == "login":
+            form = [("username", user), ("password", password)]
+            story.http(web, [Request("POST", host, "/login", agent=agent, cookies=cookies, form=form)])
+        elif step == "logout":
+            story.http(web, [Request("GET", host, "/logout", agent=agent, cookies=cookies)])
+        elif step.startswith("page:"):
+            story.http(web, [Request("GET", host, step[5:], agent=agent, cookies=cookies)])
+        else:
+            i = int(step[4:])
+            kind = shape.kinds[i]
+            sni = f"{kind}-{rng.choice(WORDS)}.{rng.choice(shape.tlds)}"
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ca.issue_cert(sni).configure_cert(ctx)
+            server = WebServer(scene.listen(*shape.tls[i]), ctx)
+            inner = Request(
+                "GET",
+                sni,
+                f"/account-{token(rng, 8)}",
+                [("token", token(rng, 16))],
+                agent=agent,
+                cookies=[(f"{kind}_session", token(rng, 20))],
+            )
+            if i == shape.no_sni:
+                story.tls(server, no_sni_ctx, None, inner)
+            else:
+                story.tls(server, client_ctx, sni, inner)
