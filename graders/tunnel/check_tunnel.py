@@ -9,10 +9,12 @@ loopback hop behind the proxy. The stunnel and nginx checks are independent of e
 from __future__ import annotations
 
 from support import (
+    HTTP_REQUEST,
     AppBackend,
     EchoBackend,
     EchoTrip,
     WebTrip,
+    hop_carried,
     port,
     require_page,
     require_tls,
@@ -52,7 +54,7 @@ def test_stunnel_tls(stunnel_trip: Shared[EchoTrip], backends: tuple[EchoBackend
     title="On the wire: TLS on 8443, plaintext only on the loopback hop",
     points=3,
     expected="The public connection never shows the message; the hop from stunnel to the echo server "
-    "does (that is the point of the tunnel: the code behind it is unchanged).",
+    "carries it in plaintext (that is the point of the tunnel: the code behind it is unchanged).",
 )
 def test_stunnel_wire(stunnel_trip: Shared[EchoTrip], token: str, evidence: harness.EvidenceRecorder) -> None:
     t = stunnel_trip.get()
@@ -63,6 +65,7 @@ def test_stunnel_wire(stunnel_trip: Shared[EchoTrip], token: str, evidence: harn
         )
     secret = token.encode()
     public = t.public.client_stream + t.public.server_stream
+    to_echo = b"".join(c.client_stream for c in t.hidden_hop)
     hop = b"".join(c.client_stream + c.server_stream for c in t.hidden_hop)
     evidence.side_by_side(
         "One capture, two hops",
@@ -74,8 +77,15 @@ def test_stunnel_wire(stunnel_trip: Shared[EchoTrip], token: str, evidence: harn
     for side, data in (("the client", t.public.client_stream), ("stunnel", t.public.server_stream)):
         if (why := harness.not_tls_records(data)) is not None:
             raise fail(f"On the public port, what {side} sent is not only TLS records: {why}.")
-    if t.ok and secret not in hop:
+    if secret in to_echo:
+        return  # the message itself crossed the hop in plaintext, and only TLS crossed 8443
+    if t.ok:
         raise harness.HarnessError("the echo worked but the loopback hop was not seen on the wire")
+    raise fail(
+        "The message never reached the echo server on port 9000, so this cannot be judged "
+        f"(see the round-trip check): {hop_carried(to_echo, 'echo server')}.",
+        hint="connect = the echo server's address, 127.0.0.1:9000, in server mode.",
+    )
 
 
 @check(
@@ -108,13 +118,15 @@ def test_nginx_https(nginx_trip: Shared[WebTrip], token: str) -> None:
 @check(
     title="On the wire: TLS on 9443, plain HTTP only on the loopback hop",
     points=2,
-    expected="The public connection shows no HTTP in clear; the hop from nginx to the app does.",
+    expected="The public connection shows no HTTP in clear; the hop from nginx to the app carries the "
+    "request as plain HTTP.",
 )
 def test_nginx_wire(nginx_trip: Shared[WebTrip], token: str, evidence: harness.EvidenceRecorder) -> None:
     t = nginx_trip.get()
     reply = require_tls(t)  # the request travelled over TLS: the public hop can be judged
     assert t.public is not None
     public = t.public.client_stream + t.public.server_stream
+    to_app = b"".join(c.client_stream for c in t.hop)
     hop = b"".join(c.client_stream + c.server_stream for c in t.hop)
     evidence.side_by_side(
         "One capture, two hops",
@@ -123,8 +135,18 @@ def test_nginx_wire(nginx_trip: Shared[WebTrip], token: str, evidence: harness.E
     )
     if b"GET /hello" in public or token.encode() in public:
         raise fail("HTTP travels in clear on the public port 9443.")
-    if token.encode() in reply.body and token.encode() not in hop:
+    for side, data in (("the client", t.public.client_stream), ("nginx", t.public.server_stream)):
+        if (why := harness.not_tls_records(data)) is not None:
+            raise fail(f"On the public port, what {side} sent is not only TLS records: {why}.")
+    if HTTP_REQUEST.search(to_app):
+        return  # the request itself crossed the hop as plain HTTP, and only TLS crossed 9443
+    if reply.status == 200 and token.encode() in reply.body:
         raise harness.HarnessError("the page came back but the loopback hop was not seen on the wire")
+    raise fail(
+        f"The request never reached the app as plain HTTP (nginx answered {reply.status}), so this cannot "
+        f"be judged (see the HTTPS check): {hop_carried(to_app, 'app')}.",
+        hint="proxy_pass http://127.0.0.1:8000; (the app speaks plain HTTP on the loopback hop).",
+    )
 
 
 @check(

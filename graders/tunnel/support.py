@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import shutil
 import socket
 import ssl
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -18,6 +20,45 @@ import harness
 from harness import GraderPKI, GradingContext, Launcher, Shared, fail
 
 WRAPPER = ".wiregrade-nginx-main.conf"
+OWN_STDIO = ".wiregrade-own-stdio.py"
+
+# stunnel and nginx run as the student, but the pipes the grader reads their output from are
+# the grader's: reopening /dev/stderr or /dev/stdout (stunnel's `output = /dev/stderr`, nginx's
+# `error_log /dev/stderr`, `access_log /dev/stdout`) is refused with EACCES, though it works
+# when the student runs them. So each runs behind this small launcher, started as the student
+# in the sandbox: it makes the program's stdout and stderr pipes of the student's own (which
+# it may reopen, as at home), leaves a copier that passes them on to the grader's pipes until
+# every writer is gone, then becomes the program itself (same process: exit code, readiness
+# and the grader's kill work as without it).
+OWN_STDIO_CODE = b"""\
+import os, sys, threading
+pipes = [os.pipe(), os.pipe()]
+if os.fork() == 0:  # the copier
+    for _, w in pipes:
+        os.close(w)
+    def copy(r, fd):
+        try:
+            while data := os.read(r, 65536):
+                while data:
+                    data = data[os.write(fd, data):]
+        except OSError:
+            pass
+    threads = [threading.Thread(target=copy, args=(r, fd)) for (r, _), fd in zip(pipes, (1, 2))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    os._exit(0)
+for (r, w), fd in zip(pipes, (1, 2)):
+    os.dup2(w, fd)
+    os.close(r)
+    os.close(w)
+try:
+    os.execv(sys.argv[1], sys.argv[1:])
+except OSError as exc:
+    sys.stderr.write(f"cannot run {sys.argv[1]}: {exc.strerror}\\n")
+    os._exit(127)
+"""
 
 
 def cfg(ctx: GradingContext) -> dict[str, object]:
@@ -141,6 +182,16 @@ def program_error(
     )
 
 
+def start_with_own_stdio(
+    ctx: GradingContext, launcher: Launcher, argv: list[str], label: str
+) -> harness.StudentProcess:
+    """Start stunnel or nginx as the student, with a stdout and stderr it may reopen (see OWN_STDIO)."""
+    ctx.give(OWN_STDIO, OWN_STDIO_CODE, 0o444)
+    user = ctx.require_unprivileged()
+    python = user.python if user is not None and user.uid >= 0 else sys.executable
+    return launcher.start_system([python, "-I", str(ctx.submission / OWN_STDIO), *argv], label)
+
+
 def start_stunnel(ctx: GradingContext, launcher: Launcher) -> harness.StudentProcess:
     exe = shutil.which("stunnel4") or shutil.which("stunnel")
     if exe is None:
@@ -148,7 +199,7 @@ def start_stunnel(ctx: GradingContext, launcher: Launcher) -> harness.StudentPro
     conf = str(cfg(ctx)["stunnel_config"])
     if ctx.stat_made(conf) is None:
         raise fail(f"There is no {conf} in your submission.")
-    proc = launcher.start_system([exe, conf], f"stunnel {conf}")
+    proc = start_with_own_stdio(ctx, launcher, [exe, conf], f"stunnel {conf}")
     try:
         proc.wait_listening(port(ctx, "stunnel_port"), ctx.assignment.ready_seconds)
     except harness.CheckFailed as exc:
@@ -190,7 +241,8 @@ def echo_trip(ctx: GradingContext, pki: GraderPKI, echo: EchoBackend, message: b
         return EchoTrip(False, False, f"no connection to the public port: {exc}", None, [])
     ok = answer == b"echo: " + message + b"\n"
     public = ctx.wire.connection(client_port, port(ctx, "stunnel_port"))
-    hop = ctx.wire.connections(port(ctx, "echo_port"), since)
+    # The exchange is over: whatever stunnel sent the echo server for it was sent before now.
+    hop = ctx.wire.carried(port(ctx, "echo_port"), since)
     return EchoTrip(handshake_ok, ok, detail, public, hop)
 
 
@@ -231,7 +283,9 @@ def start_nginx(ctx: GradingContext, launcher: Launcher) -> harness.StudentProce
         ).encode(),
         0o444,
     )
-    proc = launcher.start_system(
+    proc = start_with_own_stdio(
+        ctx,
+        launcher,
         [exe, "-p", str(ctx.submission), "-c", str(ctx.submission / WRAPPER), "-e", "stderr"],
         f"nginx with {conf}",
     )
@@ -259,7 +313,9 @@ def https_trip(ctx: GradingContext, pki: GraderPKI, path: str) -> WebTrip:
     except (OSError, ssl.SSLError, Exception) as exc:  # http.client raises its own kinds too
         return WebTrip(None, f"{type(exc).__name__}: {exc}", None, [])
     public = ctx.wire.connection(reply.client_port, port(ctx, "https_port"))
-    return WebTrip(reply, "", public, ctx.wire.connections(port(ctx, "app_port"), since))
+    # The request is answered, so what nginx sent the app for it is on the wire already; nginx
+    # may keep its connection to the app open (an upstream keep-alive pool): read it as it is.
+    return WebTrip(reply, "", public, ctx.wire.carried(port(ctx, "app_port"), since))
 
 
 @pytest.fixture(scope="session")
@@ -285,3 +341,18 @@ def require_page(t: WebTrip, token: str) -> harness._tls.HTTPReply:
     if t.reply is None or t.reply.status != 200 or token.encode() not in t.reply.body:
         raise fail("nginx does not pass a normal HTTPS request to the app (see the HTTPS check).")
     return t.reply
+
+
+HTTP_REQUEST = re.compile(rb"^[A-Z]+ /\S* HTTP/1\.[01]\r?$", re.M)
+
+
+def hop_carried(data: bytes, name: str) -> str:
+    """What a loopback hop carried towards the plaintext program, when it was not the message."""
+    if not data:
+        return f"nothing reached the {name} on that hop"
+    if data[:1] == b"\x16" and harness.not_tls_records(data) is None:
+        return (
+            f"the hop carried TLS (a ClientHello), not the message: the proxy spoke TLS to the {name}, "
+            "which speaks plaintext"
+        )
+    return f"the hop carried {len(data)} byte(s), not the message: {harness.printable(data[:80])!r}"
