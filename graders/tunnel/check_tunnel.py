@@ -8,6 +8,8 @@ loopback hop behind the proxy. The stunnel and nginx checks are independent of e
 
 from __future__ import annotations
 
+import urllib.parse
+
 from support import (
     HTTP_REQUEST,
     AppBackend,
@@ -152,8 +154,8 @@ def test_nginx_wire(nginx_trip: Shared[WebTrip], token: str, evidence: harness.E
 @check(
     title="Plain HTTP is redirected to HTTPS",
     points=2,
-    expected="GET http://horiem.ca:9080/some/path answers 301 or 308 with Location "
-    "https://horiem.ca:9443/some/path.",
+    expected="GET http://horiem.ca:9080/some/path?x=1 answers 301 or 308 with Location "
+    "https://horiem.ca:9443/some/path?x=1 (the same host name, port 9443, the same path and query).",
     hint="A second server block: listen 9080; return 301 https://$host:9443$request_uri;",
 )
 def test_nginx_redirect(grading: GradingContext, student: Launcher, nginx_trip: Shared[WebTrip]) -> None:
@@ -167,11 +169,33 @@ def test_nginx_redirect(grading: GradingContext, student: Launcher, nginx_trip: 
     except (OSError, Exception) as exc:
         raise fail(f"Nothing answered plain HTTP on port {port(grading, 'http_port')}: {exc}.") from None
     want = f"https://{host}:{port(grading, 'https_port')}/some/path?x=1"
-    if r.status not in (301, 308) or r.headers.get("location") != want:
+    location = r.headers.get("location")
+    if r.status not in (301, 308) or location != want:
+        why = redirect_problem(r.status, location, want)
         raise fail(
-            f"Plain HTTP answered {r.status} with Location {r.headers.get('location')!r}.",
+            f"Plain HTTP answered {r.status} with Location {location!r}{why}.",
             expected=f"301 or 308 to {want}",
         )
+
+
+def redirect_problem(status: int, location: str | None, want: str) -> str:
+    """Why a redirect is not the one asked for, in words (empty when the Location is right)."""
+    if status not in (301, 308):
+        return ": a permanent redirect is 301 or 308" if location else ""
+    if location is None or location == want:
+        return ""
+    parts = urllib.parse.urlsplit(location)
+    wanted = urllib.parse.urlsplit(want)
+    if parts.scheme != "https":
+        return ": the client must be sent to https://"
+    if parts.hostname != wanted.hostname:
+        return (
+            f": the client asked for {wanted.hostname}; the certificate is for that name, so a browser "
+            f"sent to {parts.hostname} refuses the connection"
+        )
+    if parts.port != wanted.port:
+        return f": the HTTPS server listens on port {wanted.port}"
+    return ": the path and query of the request must be kept ($request_uri)"
 
 
 @check(
