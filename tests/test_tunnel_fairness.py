@@ -93,3 +93,35 @@ def test_the_own_stdio_launcher_reports_the_programs_exit_and_a_missing_program(
         timeout=30,
     )
     assert missing.returncode == 127 and b"cannot run /nonexistent/stunnel" in missing.stderr
+
+
+# Checks that credit an absence or a refusal: nothing in clear on the public port, old TLS refused.
+CREDITS_ABSENCE = {"stunnel-wire", "stunnel-old-tls", "nginx-wire", "nginx-old-tls"}
+# Submissions that do nothing useful: the starter as handed out, and programs that run but carry
+# nothing (stunnel speaking no TLS on 8443, nginx closing every HTTPS connection unanswered).
+DOES_NOTHING = {
+    "starter-unchanged": CREDITS_ABSENCE,
+    "stunnel-client-mode": {"stunnel-wire", "stunnel-old-tls"},
+    "nginx-closes-everything": {"nginx-wire", "nginx-old-tls"},
+}
+# One mistake about something else: each keeps the absence checks of its program.
+ONE_UNRELATED_MISTAKE = {
+    "stunnel-allows-tls10": {"stunnel-wire"},
+    "stunnel-wrong-backend": {"stunnel-old-tls"},
+    "nginx-no-redirect": {"nginx-wire", "nginx-old-tls"},
+    "nginx-allows-tls10": {"nginx-wire"},
+    "nginx-redirect-to-ip": {"nginx-wire", "nginx-old-tls"},
+}
+
+
+def test_absence_checks_are_earned_by_no_idle_submission_and_kept_by_one_unrelated_mistake() -> None:
+    """The samples' expectations (graded for real in test_graders.py) cover both directions."""
+    from tests.conftest import all_samples
+
+    expected = {s.name: s.expect_failed for s in all_samples("tunnel")}
+    for name, checks in DOES_NOTHING.items():
+        assert checks <= expected[name], name
+    for name, kept in ONE_UNRELATED_MISTAKE.items():
+        assert expected[name] and not kept & expected[name], name  # loses its mistake, keeps these
+    assert set().union(*DOES_NOTHING.values()) == CREDITS_ABSENCE
+    assert set().union(*ONE_UNRELATED_MISTAKE.values()) == CREDITS_ABSENCE
