@@ -480,3 +480,43 @@ def test_graders_touch_a_submission_only_through_the_safe_api() -> None:
         if risky.search(line)
     ]
     assert found == []
+
+
+STDIO_GRADER = """
+from harness import check
+
+@check(title="Logs through the devices", points=1)
+def test_devices(student, evidence):
+    proc = student.run("logs.py", timeout=20)
+    evidence.text("out", proc.stdout.text())
+    evidence.text("err", proc.stderr.text())
+    assert proc.returncode == 0, proc.output_tail()
+"""
+
+LOGS = """
+import logging
+open("/dev/stdout", "w").write("to /dev/stdout\\n")
+open("/dev/stderr", "w").write("to /dev/stderr\\n")
+open("/proc/self/fd/2", "w").write("to fd 2\\n")
+logging.basicConfig(filename="/dev/stderr", level=logging.INFO)
+logging.info("logged")
+"""
+
+
+def test_a_student_program_reopens_its_stdout_and_stderr_as_at_home(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Its output pipes are the student's, not root's: `output = /dev/stderr` in stunnel,
+    `error_log /dev/stderr` in nginx, logging to /dev/stderr in Python all work under the grader
+    (they failed with EACCES when the program ran as the student uid)."""
+    project = tmp_path / "project"
+    make_project(project, STDIO_GRADER, total=1)
+    monkeypatch.setenv("WIREGRADE_HOME", str(project))
+    (tmp_path / "alice").mkdir()
+    (tmp_path / "alice" / "logs.py").write_text(LOGS)
+    r = run_session(load_assignment("boom"), tmp_path / "alice", tmp_path / "out", "alice")
+    [c] = r.checks
+    assert c.outcome.value == "passed", c.seen
+    seen = {e.title: str(e.data) for e in c.evidence}
+    assert "to /dev/stdout" in seen["out"]
+    assert "to /dev/stderr" in seen["err"] and "to fd 2" in seen["err"] and "logged" in seen["err"]

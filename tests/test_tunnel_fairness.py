@@ -1,19 +1,12 @@
 """Issue 13 for `tunnel`, below the samples: the pieces that make correct configurations gradable.
 
 The samples in tests/submissions/tunnel/ grade each finding end to end (test_graders.py); these
-tests pin the two mechanisms they rely on: reading a connection that never ends (a proxy's
-keep-alive pool to its backend, finding 1) and letting a program running as the student reopen
-/dev/stderr and /dev/stdout (stunnel's `output = /dev/stderr`, nginx's `error_log /dev/stderr`,
-finding 2).
+tests pin the mechanism they rely on: reading a connection that never ends (a proxy's
+keep-alive pool to its backend, finding 1). Finding 2 (a program running as the student reopens
+/dev/stderr and /dev/stdout) is the harness's: tests/test_sandbox.py.
 """
 
 from __future__ import annotations
-
-import importlib.util
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -21,16 +14,6 @@ from harness._errors import HarnessError
 from harness._packets import ACK, PSH, SYN, make_frame
 from harness._wire import FrameLog, RelayWire, WireFlooded
 
-# graders/tunnel/support.py under a name of its own (every grader has a `support` module)
-_spec = importlib.util.spec_from_file_location(
-    "tunnel_support", Path(__file__).resolve().parents[1] / "graders" / "tunnel" / "support.py"
-)
-assert _spec is not None and _spec.loader is not None
-_support = sys.modules["tunnel_support"] = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_support)
-OWN_STDIO_CODE: bytes = _support.OWN_STDIO_CODE
-
-SYSTEM_PYTHON = "/usr/bin/python3"  # readable by any uid, unlike a checkout's venv
 PROXY, APP = ("127.0.0.1", 41000), ("127.0.0.1", 8000)
 
 
@@ -61,38 +44,6 @@ def test_reading_what_a_hop_carried_after_the_log_filled_up_is_the_students_floo
         wire.log.full = True  # from here on nothing is recorded: what the hop carried may be missing
         with pytest.raises(WireFlooded):
             wire.carried(APP[1], 1000.0)
-
-
-@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run a program as another uid")
-@pytest.mark.parametrize("device", ["/dev/stderr", "/dev/stdout", "/proc/self/fd/2"])
-def test_a_program_run_as_the_student_can_reopen_its_stdio(device: str) -> None:
-    """stunnel and nginx run as the student with the grader's pipes as stdout and stderr: behind
-    the own-stdio launcher, reopening them works as it does when the student runs them."""
-    program = ["/bin/sh", "-c", f"echo 'logged through {device}' > {device}"]
-
-    def run(argv: list[str]) -> subprocess.CompletedProcess[bytes]:
-        return subprocess.run(argv, capture_output=True, user=65534, group=65534, timeout=30, cwd="/")
-
-    bare = run(program)  # the grader's pipes belong to root: refused, as stunnel was
-    assert bare.returncode != 0 and b"Permission denied" in bare.stderr
-    wrapped = run([SYSTEM_PYTHON, "-I", "-c", OWN_STDIO_CODE.decode(), *program])
-    assert wrapped.returncode == 0, wrapped.stderr
-    assert f"logged through {device}".encode() in wrapped.stdout + wrapped.stderr
-
-
-def test_the_own_stdio_launcher_reports_the_programs_exit_and_a_missing_program() -> None:
-    failing = subprocess.run(
-        [sys.executable, "-I", "-c", OWN_STDIO_CODE.decode(), "/bin/sh", "-c", "echo no >&2; exit 3"],
-        capture_output=True,
-        timeout=30,
-    )
-    assert (failing.returncode, failing.stderr) == (3, b"no\n")
-    missing = subprocess.run(
-        [sys.executable, "-I", "-c", OWN_STDIO_CODE.decode(), "/nonexistent/stunnel"],
-        capture_output=True,
-        timeout=30,
-    )
-    assert missing.returncode == 127 and b"cannot run /nonexistent/stunnel" in missing.stderr
 
 
 # Checks that credit an absence or a refusal: nothing in clear on the public port, old TLS refused.

@@ -8,7 +8,6 @@ import secrets
 import shutil
 import socket
 import ssl
-import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -20,45 +19,6 @@ import harness
 from harness import GraderPKI, GradingContext, Launcher, Shared, fail
 
 WRAPPER = ".wiregrade-nginx-main.conf"
-OWN_STDIO = ".wiregrade-own-stdio.py"
-
-# stunnel and nginx run as the student, but the pipes the grader reads their output from are
-# the grader's: reopening /dev/stderr or /dev/stdout (stunnel's `output = /dev/stderr`, nginx's
-# `error_log /dev/stderr`, `access_log /dev/stdout`) is refused with EACCES, though it works
-# when the student runs them. So each runs behind this small launcher, started as the student
-# in the sandbox: it makes the program's stdout and stderr pipes of the student's own (which
-# it may reopen, as at home), leaves a copier that passes them on to the grader's pipes until
-# every writer is gone, then becomes the program itself (same process: exit code, readiness
-# and the grader's kill work as without it).
-OWN_STDIO_CODE = b"""\
-import os, sys, threading
-pipes = [os.pipe(), os.pipe()]
-if os.fork() == 0:  # the copier
-    for _, w in pipes:
-        os.close(w)
-    def copy(r, fd):
-        try:
-            while data := os.read(r, 65536):
-                while data:
-                    data = data[os.write(fd, data):]
-        except OSError:
-            pass
-    threads = [threading.Thread(target=copy, args=(r, fd)) for (r, _), fd in zip(pipes, (1, 2))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    os._exit(0)
-for (r, w), fd in zip(pipes, (1, 2)):
-    os.dup2(w, fd)
-    os.close(r)
-    os.close(w)
-try:
-    os.execv(sys.argv[1], sys.argv[1:])
-except OSError as exc:
-    sys.stderr.write(f"cannot run {sys.argv[1]}: {exc.strerror}\\n")
-    os._exit(127)
-"""
 
 
 def cfg(ctx: GradingContext) -> dict[str, object]:
@@ -182,16 +142,6 @@ def program_error(
     )
 
 
-def start_with_own_stdio(
-    ctx: GradingContext, launcher: Launcher, argv: list[str], label: str
-) -> harness.StudentProcess:
-    """Start stunnel or nginx as the student, with a stdout and stderr it may reopen (see OWN_STDIO)."""
-    ctx.give(OWN_STDIO, OWN_STDIO_CODE, 0o444)
-    user = ctx.require_unprivileged()
-    python = user.python if user is not None and user.uid >= 0 else sys.executable
-    return launcher.start_system([python, "-I", str(ctx.submission / OWN_STDIO), *argv], label)
-
-
 def start_stunnel(ctx: GradingContext, launcher: Launcher) -> harness.StudentProcess:
     exe = shutil.which("stunnel4") or shutil.which("stunnel")
     if exe is None:
@@ -199,7 +149,7 @@ def start_stunnel(ctx: GradingContext, launcher: Launcher) -> harness.StudentPro
     conf = str(cfg(ctx)["stunnel_config"])
     if ctx.stat_made(conf) is None:
         raise fail(f"There is no {conf} in your submission.")
-    proc = start_with_own_stdio(ctx, launcher, [exe, conf], f"stunnel {conf}")
+    proc = launcher.start_system([exe, conf], f"stunnel {conf}")
     try:
         proc.wait_listening(port(ctx, "stunnel_port"), ctx.assignment.ready_seconds)
     except harness.CheckFailed as exc:
@@ -283,9 +233,7 @@ def start_nginx(ctx: GradingContext, launcher: Launcher) -> harness.StudentProce
         ).encode(),
         0o444,
     )
-    proc = start_with_own_stdio(
-        ctx,
-        launcher,
+    proc = launcher.start_system(
         [exe, "-p", str(ctx.submission), "-c", str(ctx.submission / WRAPPER), "-e", "stderr"],
         f"nginx with {conf}",
     )
