@@ -84,11 +84,11 @@ class Limits:
             resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
             resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
             if drop is not None:
-                for fd in (1, 2):  # the output pipes become the student's: reopening
-                    try:  # /dev/stderr or /dev/stdout works as at home (stunnel, nginx, logging)
+                # the output pipes become the student's: reopening /dev/stderr or /dev/stdout
+                # works as at home (stunnel's output, nginx's error_log, logging)
+                for fd in (1, 2):
+                    with contextlib.suppress(OSError):
                         os.fchown(fd, owner[0], owner[1])
-                    except OSError:
-                        pass
                 drop()
             libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
             if os.getppid() != parent:  # the grader died before the signal was armed
