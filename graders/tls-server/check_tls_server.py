@@ -201,7 +201,9 @@ def test_close_notify(
     alerts = t.alerts(from_client=False)
     notify = [f for f, _lvl, desc in alerts if desc == 0]
     if notify and (close is None or notify[0].number <= close.number):
-        if c.session.ending != "close_notify":
+        # Our client's view is complete only if it read to the end (it stops at a byte limit
+        # or a timeout): then it must agree with the wire; elsewhere the wire decides.
+        if c.session.ending in ("eof", "reset"):
             raise HarnessError("the wire shows close_notify but the grader's client did not get it")
         evidence.text(
             "On the wire",
