@@ -78,7 +78,7 @@ def apart_from_practice(
     if seed == PRACTICE:
         return mine
     practice = draw(rng_for(PRACTICE, part))
-    for _ in range(1000):
+    for _ in range(10000):  # each draw takes microseconds; a few in a hundred are apart
         if apart(mine, practice):
             return mine
         mine = draw(rng)

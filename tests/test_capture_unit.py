@@ -1,14 +1,26 @@
-"""The capture-making engine's small parts: seeds, the backend it needs, answer shapes."""
+"""The capture-making engine's small parts: seeds, the backend it needs, answer shapes, and the
+layouts that keep a graded capture unlike the practice one."""
 
 from __future__ import annotations
 
 import random
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlencode
 
 import pytest
 
 from harness import HarnessError
 from harness._answers import differences, shape_error
-from harness._capture import SECRET_ENV, Scene, rng_for, seed_for
+from harness._assignment import load_assignment
+from harness._capture import (
+    PRACTICE,
+    SECRET_ENV,
+    Scene,
+    apart_from_practice,
+    load_scenario,
+    rng_for,
+    seed_for,
+)
 from harness._wire import RelayWire
 
 
@@ -41,3 +53,46 @@ def test_differences_name_the_field_and_both_values() -> None:
     diff = differences({"a": 1, "b": [2]}, {"a": 1, "b": "2"}, ("a", "b", "c"))
     assert diff == ['b: expected [2], seen "2"']
     assert differences({"a": 1}, {}, ("a",)) == ["a: expected 1, seen (missing)"]
+
+
+def _layouts(exercise: str, n: int) -> tuple[Any, list[Any]]:
+    """The practice capture's layout and ``n`` students' (as make() draws them)."""
+    scenario = load_scenario(load_assignment(exercise).grader_dir)
+    practice = scenario.layout(rng_for(PRACTICE, "public"))
+    students = []
+    for i in range(n):
+        seed = seed_for(exercise, f"student-{i}")
+        students.append(
+            apart_from_practice(seed, "public", rng_for(seed, "public"), scenario.layout, scenario.apart)
+        )
+    return practice, students
+
+
+def test_a_plaintext_http_capture_for_marks_shares_no_detail_with_the_practice_one() -> None:
+    practice, students = _layouts("plaintext-http", 100)
+    places = {i for i, step in enumerate(practice.order) if step.startswith("tls:")}
+    for s in students:
+        assert not s.addresses() & practice.addresses()  # client and every server
+        assert not {p for _, p in s.tls} & {p for _, p in practice.tls}  # HTTPS ports
+        assert not set(s.tlds) & set(practice.tlds)  # host name suffixes
+        assert len(s.order) != len(practice.order)  # number of connections
+        assert not {i for i, step in enumerate(s.order) if step.startswith("tls:")} & places  # order
+    assert len({s.client for s in students}) == 100  # and students differ from one another
+
+
+def test_a_handshake_capture_for_marks_shares_no_detail_with_the_practice_one() -> None:
+    practice, students = _layouts("handshake-analysis", 100)
+    for s in students:
+        assert not {s.client, s.server} & {practice.client, practice.server}
+        assert s.port != practice.port and not set(s.tlds) & set(practice.tlds)
+        assert s.extra != practice.extra  # a different number of connections
+    assert len({(s.server, s.port) for s in students}) == 100
+
+
+def test_the_public_search_phrase_needs_decoding() -> None:
+    scenario = load_scenario(load_assignment("plaintext-http").grader_dir)
+    for i in range(50):
+        phrase = scenario.search_phrase(random.Random(i))
+        sent = urlencode([("q", phrase)])
+        assert sent != f"q={phrase}" and parse_qs(sent) == {"q": [phrase]}
+        assert unquote(sent.split("=", 1)[1]) == phrase  # decoding, and only decoding, reads it

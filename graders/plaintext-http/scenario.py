@@ -305,7 +305,7 @@ def layout(rng: random.Random) -> Layout:
 
 
 def apart(a: Layout, b: Layout) -> bool:
-    """No address, HTTPS port, name suffix or prefix in common, a different number of connections,
+    """No address, HTTPS port or name suffix in common, a different number of connections,
     and no HTTPS connection where the other has one (a program that knows which connections are
     HTTPS by their place in the practice capture is wrong about every one)."""
 
@@ -317,7 +317,6 @@ def apart(a: Layout, b: Layout) -> bool:
         and not tls_places(a) & tls_places(b)
         and not {p for _, p in a.tls} & {p for _, p in b.tls}
         and not set(a.tlds) & set(b.tlds)
-        and not set(a.kinds) & set(b.kinds)
         and len(a.order) != len(b.order)
     )
 
