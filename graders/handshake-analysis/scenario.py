@@ -70,7 +70,8 @@ SUITES_13 = {
     0x1303: "TLS_CHACHA20_POLY1305_SHA256",
 }
 TLDS = ("example", "test", "internal", "lan", "corp", "home.arpa", "localdomain", "intranet")
-PORTS = (443, 4433, 5443, 6443, 8443, 9443, 10443, 11443)
+# Never 443: tshark hands TLS data on 443 to its HTTP dissector, and data.len no longer counts it.
+PORTS = (7443, 4433, 5443, 6443, 8443, 9443, 10443, 11443)
 VERSION_NAMES = {ssl.TLSVersion.TLSv1_2: "TLS 1.2", ssl.TLSVersion.TLSv1_3: "TLS 1.3"}
 
 
