@@ -96,3 +96,19 @@ def test_the_public_search_phrase_needs_decoding() -> None:
         sent = urlencode([("q", phrase)])
         assert sent != f"q={phrase}" and parse_qs(sent) == {"q": [phrase]}
         assert unquote(sent.split("=", 1)[1]) == phrase  # decoding, and only decoding, reads it
+
+
+def test_pyshark_is_a_dependency_students_get() -> None:
+    """Setup, a bundle's workflow and Gradescope's setup.sh all pip-install wiregrade: its
+    dependencies are what student programs can import (the tests/submissions/*/pyshark samples
+    show it works inside the sandbox)."""
+    from tests.conftest import ROOT
+
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib  # type: ignore[no-redef]
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert any(d.startswith("pyshark") for d in deps)
+    for handout in ("plaintext-http", "handshake-analysis"):
+        assert "pyshark" in (ROOT / "assignments" / handout / "README.md").read_text()
