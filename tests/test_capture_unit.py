@@ -112,3 +112,17 @@ def test_pyshark_is_a_dependency_students_get() -> None:
     assert any(d.startswith("pyshark") for d in deps)
     for handout in ("plaintext-http", "handshake-analysis"):
         assert "pyshark" in (ROOT / "assignments" / handout / "README.md").read_text()
+
+
+def test_the_hidden_plaintext_cases_come_in_no_fixed_place() -> None:
+    """A program fitted to where each hidden case sits (the split request first, say) fails: the
+    order and the number of connections are drawn per student."""
+    scenario = load_scenario(load_assignment("plaintext-http").grader_dir)
+    import hidden_scenes  # the grader's folder is on sys.path now; importing it registers it
+
+    orders = [hidden_scenes.case_order(rng_for(f"student-{i}", "hidden")) for i in range(100)]
+    assert all(set(hidden_scenes.CASES) <= set(o) for o in orders)
+    for case in hidden_scenes.CASES:
+        assert len({o.index(case) for o in orders}) >= 4, case  # no case has a place of its own
+    assert len({len(o) for o in orders}) == 3  # 4, 5 or 6 connections
+    assert scenario.HIDDEN["scenes"] is hidden_scenes.hidden  # the hidden module registered itself

@@ -26,6 +26,7 @@ import string
 import struct
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -260,6 +261,13 @@ class Story:
         self.https: list[dict[str, Any]] = []
         self.secrets: list[str] = []  # what travelled inside TLS: never in an answer
         self.servers: list[WebServer] = []
+        self.cases: dict[str, list[int]] = {}  # a hidden case -> the indices of its requests
+
+    def case(self, name: str, make: Callable[[], None]) -> None:
+        """Run ``make`` (it adds requests) and remember which requests are case ``name``."""
+        first = len(self.requests)
+        make()
+        self.cases[name] = list(range(first, len(self.requests)))
 
     def http(self, server: WebServer, requests: list[Request], split: int = 1) -> None:
         self.servers.append(server)
@@ -334,12 +342,12 @@ def make(wire: Wire, seed: str, part: str, folder: Path, name: str, exact: bool)
             story = Story(scene, shape.client)
             _public(scene, story, rng, shape)
         else:
-            from hidden_scenes import hidden  # not in a student's bundle
+            import hidden_scenes  # noqa: F401  (registers HIDDEN; not in a student's bundle)
 
             practice = layout(rng_for(PRACTICE, "public"))  # the hidden capture shares nothing with it
             taken = practice.addresses()
             story = Story(scene, loopback(rng, taken))
-            hidden(scene, story, rng, taken, [t for t in TLDS if t not in practice.tlds])
+            HIDDEN["scenes"](scene, story, rng, taken, [t for t in TLDS if t not in practice.tlds])
         frames = scene.write(folder / f"{name}.pcap")
         errors = [e for server in dict.fromkeys(story.servers) for e in server.errors]
         if errors:
@@ -347,14 +355,18 @@ def make(wire: Wire, seed: str, part: str, folder: Path, name: str, exact: bool)
     finally:
         scene.close()
     if part == "hidden":
-        from hidden_scenes import check_split
-
-        check_split(frames, story)
+        HIDDEN["check"](frames, story)
     return {
         "answers": {"": {"requests": story.requests, "https": story.https}},
         "secrets": story.secrets,
         "connections": scene.recorded,
+        "cases": story.cases,
     }
+
+
+# The hidden capture's scenes and their self-check, registered by hidden_scenes.py when it is
+# imported (only for the hidden part: a student's bundle has no such file).
+HIDDEN: dict[str, Callable[..., None]] = {}
 
 
 def _site(rng: random.Random, tlds: tuple[str, ...] | list[str]) -> str:

@@ -10,7 +10,7 @@ a request from the checks about other fields.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,11 @@ class Capture:
     truth: dict[str, Any]  # the answer a correct program prints
     secrets: list[str]  # what travelled inside TLS
     connections: dict[str, Connection]  # client address -> its frames (for the report)
+    cases: dict[str, list[int]] = field(default_factory=dict)  # hidden case -> its requests' indices
+
+    def case(self, name: str) -> list[dict[str, Any]]:
+        """The requests of a hidden case, wherever the seeded order put them."""
+        return [self.truth["requests"][i] for i in self.cases[name]]
 
     def show_connection(self, client: str, evidence: EvidenceRecorder) -> None:
         """The connection from ``client``, as Wireshark lists it, into the report."""
@@ -61,7 +66,7 @@ class Answer:
 
 def make_capture(grading: GradingContext, part: str, file: str) -> Capture:
     made = make_for_student(grading, scenario, part, Path(file).stem, (".pcap",))
-    return Capture(file, made["answers"][""], made["secrets"], made["connections"])
+    return Capture(file, made["answers"][""], made["secrets"], made["connections"], made.get("cases", {}))
 
 
 @pytest.fixture(scope="session")
