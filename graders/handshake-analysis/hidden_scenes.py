@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 import ssl
 
+import scenario
 from scenario import Plan, World
 
 
@@ -28,3 +29,6 @@ def hidden_plans(world: World, rng: random.Random) -> list[Plan]:
         server_closes=True,
     )
     return [refused, first, again]
+
+
+scenario.HIDDEN["plans"] = hidden_plans
