@@ -186,9 +186,9 @@ def _bindable(host: str) -> bool:
 def load_scenario(grader_dir: Path) -> ModuleType:
     """A grader's scenario.py, outside a grading session (where support.py imports it).
 
-    A scenario and its hidden_scenes.py import each other by those top-level names, as a
-    grader's modules do; loading another grader's scenario replaces both, so one process can
-    make several exercises' captures in turn.
+    A scenario's hidden_scenes.py imports it by that top-level name and registers its hidden
+    scenes in it (the scenario imports it only to make the hidden part); loading another
+    grader's scenario replaces both, so one process can make several exercises' captures in turn.
     """
     path = grader_dir / "scenario.py"
     if not path.is_file():
