@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import html
 import json
+import re
 import statistics
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
@@ -22,6 +23,19 @@ from ._results import CheckResult, Outcome, SubmissionResult
 
 GRADESCOPE_HIDDEN = "after_published"
 
+# Characters XML 1.0 forbids (C0 controls but tab, newline and carriage return; lone surrogates;
+# U+FFFE/U+FFFF). A student's output may hold any of them; shown as \xNN, never written raw.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def xml_safe(text: str) -> str:
+    """``text`` with every character XML 1.0 forbids written as a visible escape (ESC as \\x1b)."""
+    return _NOT_XML.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100 else "\ufffd", text)
+
+
+def _finalize(value: object) -> object:
+    return xml_safe(value) if isinstance(value, str) else value
+
 
 def _env() -> jinja2.Environment:
     return jinja2.Environment(
@@ -30,6 +44,7 @@ def _env() -> jinja2.Environment:
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
+        finalize=_finalize,  # every value a page shows: no character XML/HTML forbids
     )
 
 
@@ -124,6 +139,11 @@ def junit(result: SubmissionResult) -> ET.ElementTree:
 
 def write_junit(result: SubmissionResult, path: Path) -> None:
     tree = junit(result)
+    for el in tree.iter():  # a student's output or file names may hold controls: well-formed always
+        el.text = xml_safe(el.text) if el.text else el.text
+        el.tail = xml_safe(el.tail) if el.tail else el.tail
+        for key, value in el.attrib.items():
+            el.attrib[key] = xml_safe(value)
     ET.indent(tree)
     tree.write(path, encoding="utf-8", xml_declaration=True)
 

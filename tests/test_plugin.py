@@ -195,3 +195,21 @@ def test_results_round_trip(project: Path) -> None:
     r = grade(project)
     data = json.loads((project / "out/session.json").read_text())
     assert data["student"] == "alice" and len(data["checks"]) == len(r.checks)
+
+
+def test_control_characters_a_student_printed_never_break_xml_or_html(project: Path) -> None:
+    """NUL, ESC and form feed in feedback, titles or names: junit.xml stays well-formed XML 1.0
+    and the reports hold no raw control character (each is shown as \\xNN)."""
+    import dataclasses
+    import xml.etree.ElementTree as ET
+
+    r = grade(project)
+    nasty = "out\x00put \x1b[31mred\x1b[0m page\x0cbreak"
+    checks = tuple(dataclasses.replace(c, seen=nasty, title=c.title + "\x01") for c in r.checks)
+    r = dataclasses.replace(r, checks=checks, student="eve\x07")
+    write_outputs(r, project / "out")
+    tree = ET.parse(project / "out" / "junit.xml")  # raises on an ill-formed document
+    assert "\\x1b[31mred" in ET.tostring(tree.getroot(), encoding="unicode")
+    for name in ("report.html", "instructor.html", "junit.xml"):
+        text = (project / "out" / name).read_text()
+        assert not [ch for ch in text if ord(ch) < 32 and ch not in "\t\n\r"], name
