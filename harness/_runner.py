@@ -168,21 +168,39 @@ class IntakeError(Exception):
     pass
 
 
-_MOODLE = re.compile(r"^(?P<name>.+?)_(?P<id>\d+)_assignsubmission_\w*$")
-ARCHIVES = (".zip", ".tar.gz", ".tgz")
+_MOODLE = re.compile(r"^(?P<name>.+?)_(?P<id>\d+)_assignsubmission_(?P<kind>\w*?)_?$")
+ARCHIVES = (".zip", ".tar.gz", ".tgz", ".tar.xz")  # matched case-insensitively
+# archive types a student may hand in that intake does not read: refused by name, never skipped
+OTHER_ARCHIVES = (".rar", ".7z", ".tar", ".tar.bz2", ".tbz2", ".gz", ".bz2", ".xz", ".zst", ".tar.zst")
+# what a batch writes at the top of OUT: no student's output folder may take one of these names
+RESERVED = frozenset(
+    n.lower()
+    for n in (STORE_NAME, f"{STORE_NAME}-wal", f"{STORE_NAME}-shm", f"{STORE_NAME}-journal",
+              "gradebook.csv", "index.html", "intake")
+)
+RESERVED_SUFFIX = "_student"
+
+
+def _archive_ext(name: str) -> str:
+    """The accepted archive extension ``name`` ends with (any case), or ''."""
+    low = name.lower()
+    return next((ext for ext in ARCHIVES if low.endswith(ext)), "")
 
 
 def student_name(path: Path, names: dict[str, str] | None = None) -> str:
-    """A student id from a child of SUBMISSIONS: an LMS export's id where it has one."""
+    """A student id from a child of SUBMISSIONS: an LMS export's id where it has one.
+
+    An id never takes a name the batch writes in OUT (RESERVED): such an id gets
+    RESERVED_SUFFIX (``index.html.zip`` -> ``index.html_student``)."""
     stem = path.name
-    for ext in ARCHIVES:
-        if stem.endswith(ext):
-            stem = stem[: -len(ext)]
+    if ext := _archive_ext(stem):
+        stem = stem[: -len(ext)]
     if names and stem in names:  # Gradescope export: submission_NNN -> its submitter
         stem = names[stem]
     elif m := _MOODLE.match(stem):  # Moodle: "Jane Doe_12345_assignsubmission_file_"
         stem = f"{m['name']}_{m['id']}"
-    return _SAFE_NAME.sub("_", stem).strip("._") or "student"
+    sid = _SAFE_NAME.sub("_", stem).strip("._") or "student"
+    return sid + RESERVED_SUFFIX if sid.lower() in RESERVED else sid
 
 
 def gradescope_names(submissions: Path) -> dict[str, str]:
@@ -294,12 +312,12 @@ def _check_member(archive: Path, name: str, is_link: bool, tally: _Tally) -> Non
 
 
 def safe_unpack(archive: Path, dest: Path) -> Path:
-    """Unpack a student's .zip or .tar.gz, refusing paths that leave ``dest``, links, devices,
-    more than MAX_FILES members, deeper than MAX_DEPTH, and contents larger than MAX_UNPACKED.
-    Nothing is written unless every member is safe."""
+    """Unpack a student's .zip, .tar.gz/.tgz or .tar.xz (any case), refusing paths that leave
+    ``dest``, links, devices, more than MAX_FILES members, deeper than MAX_DEPTH, and contents
+    larger than MAX_UNPACKED. Nothing is written unless every member is safe."""
     tally = _Tally(archive.name)  # counts and depth; bytes are summed from the members below
     try:
-        if archive.name.endswith(".zip"):
+        if archive.name.lower().endswith(".zip"):
             with zipfile.ZipFile(archive) as zf:
                 infos = zf.infolist()
                 total = sum(i.file_size for i in infos)
@@ -313,7 +331,8 @@ def safe_unpack(archive: Path, dest: Path) -> Path:
                 dest.mkdir(parents=True)
                 zf.extractall(dest)
         else:
-            with tarfile.open(archive, "r:gz") as tf:
+            mode = "r:xz" if archive.name.lower().endswith(".tar.xz") else "r:gz"
+            with tarfile.open(archive, mode) as tf:  # type: ignore[call-overload]
                 members: list[tarfile.TarInfo] = []
                 for m in tf:  # read one header at a time: a refusal stops before the rest
                     _check_member(archive, m.name, m.issym() or m.islnk(), tally)
@@ -337,9 +356,25 @@ def safe_unpack(archive: Path, dest: Path) -> Path:
     return dest
 
 
-def _take_in(child: Path, dest: Path) -> Path | None:
-    """The folder to grade for one child of SUBMISSIONS, None if it is not a submission (a
-    stray file), or IntakeError saying why it is refused. The child itself is never followed."""
+def _stray(child: Path) -> str:
+    """Why a regular file that is not an archive intake reads is refused."""
+    low = child.name.lower()
+    longest_first = sorted(OTHER_ARCHIVES, key=len, reverse=True)
+    other = next((ext for ext in longest_first if low.endswith(ext)), "")
+    if other:
+        return (
+            f"{_shown(child.name)} is a {other} archive, which wiregrade does not read; hand in a folder, "
+            f"a .zip, a .tar.gz/.tgz or a .tar.xz"
+        )
+    return (
+        f"{_shown(child.name)} is a file, not a submission (a folder, a .zip, a .tar.gz/.tgz or a .tar.xz); "
+        "it was not graded"
+    )
+
+
+def _take_in(child: Path, dest: Path) -> Path:
+    """The folder to grade for one child of SUBMISSIONS, or IntakeError saying why it is
+    refused (a stray file, an unknown archive type, ...). The child itself is never followed."""
     try:
         mode = child.lstat().st_mode
     except OSError as exc:
@@ -353,28 +388,85 @@ def _take_in(child: Path, dest: Path) -> Path | None:
             f"{_shown(child.name)} is {_kind(mode)}, not a folder or an archive; hand in the submission "
             "itself (it is not followed)"
         )
-    if child.name.endswith(ARCHIVES):
+    if _archive_ext(child.name):
         return safe_unpack(child, dest)
-    return None
+    raise IntakeError(_stray(child))
+
+
+@dataclass
+class Intake:
+    """How every child of SUBMISSIONS was taken in: each ends in exactly one of ``ready``
+    (graded), ``refused`` (with the reason) or ``merged`` into a student's id."""
+
+    ready: dict[str, Path]  # student -> the folder to grade
+    refused: dict[str, str]  # student (or the stray entry's own name) -> why
+    merged: dict[str, list[str]]  # student -> the entries taken in for them, the graded one first
+    renamed: dict[str, str]  # entry -> the id it was given, when its own name is reserved
+
+
+def _entry_id(child: Path, names: dict[str, str]) -> str:
+    """A stray file keeps its whole name as its id, so it never collides with a student's."""
+    if child.is_file() and not child.is_symlink() and not _archive_ext(child.name):
+        sid = _SAFE_NAME.sub("_", child.name).strip("._") or "entry"
+        return sid + RESERVED_SUFFIX if sid.lower() in RESERVED else sid
+    return student_name(child, names)
+
+
+def _moodle_kind(child: Path) -> str:
+    stem = child.name
+    if ext := _archive_ext(stem):
+        stem = stem[: -len(ext)]
+    m = _MOODLE.match(stem)
+    return m["kind"] if m else ""
+
+
+def take_in_all(submissions: Path, work: Path) -> Intake:
+    """Every child of SUBMISSIONS, accounted for.
+
+    Two or more entries mapping to one id: a Moodle export's file submission and its online
+    text (``..._assignsubmission_file_`` beside ``..._assignsubmission_onlinetext_``) are
+    merged: the file submission is graded, the online text is listed as a part. Any other
+    pair (``alice/`` beside ``alice.zip``) is refused, naming both: intake cannot know which
+    one the student meant, and grading either silently is how a correct solution scores 0.
+    """
+    names = gradescope_names(submissions)
+    groups: dict[str, list[Path]] = {}
+    renamed: dict[str, str] = {}
+    for child in sorted(submissions.iterdir()):
+        if child.name.startswith(".") or child.name == "submission_metadata.yml":
+            continue
+        sid = _entry_id(child, names)
+        if sid.endswith(RESERVED_SUFFIX) and sid[: -len(RESERVED_SUFFIX)].lower() in RESERVED:
+            renamed[child.name] = sid
+        groups.setdefault(sid, []).append(child)
+    got = Intake({}, {}, {}, renamed)
+    for sid, entries in groups.items():
+        child = entries[0]
+        if len(entries) > 1:
+            kinds = [_moodle_kind(e) for e in entries]
+            files = [e for e, k in zip(entries, kinds, strict=True) if k == "file"]
+            others = [k for e, k in zip(entries, kinds, strict=True) if not files or e is not files[0]]
+            if len(files) == 1 and all(k and k != "file" for k in others):
+                child = files[0]
+                got.merged[sid] = [child.name, *(e.name for e in entries if e is not child)]
+            else:
+                got.refused[sid] = (
+                    f"{len(entries)} entries map to student {sid}: "
+                    + ", ".join(_shown(e.name) for e in entries)
+                    + "; none was graded (keep the one to grade and run again)"
+                )
+                continue
+        try:
+            got.ready[sid] = _take_in(child, work / sid)
+        except IntakeError as exc:
+            got.refused[sid] = str(exc)
+    return got
 
 
 def intake(submissions: Path, work: Path) -> tuple[dict[str, Path], dict[str, str]]:
     """(student -> folder to grade, student -> why it could not be taken in)."""
-    names = gradescope_names(submissions)
-    ready: dict[str, Path] = {}
-    refused: dict[str, str] = {}
-    for child in sorted(submissions.iterdir()):
-        if child.name.startswith(".") or child.name == "submission_metadata.yml":
-            continue
-        name = student_name(child, names)
-        try:
-            folder = _take_in(child, work / name)
-        except IntakeError as exc:
-            refused[name] = str(exc)
-            continue
-        if folder is not None:
-            ready[name] = folder
-    return ready, refused
+    got = take_in_all(submissions, work)
+    return got.ready, got.refused
 
 
 # --- a batch ---------------------------------------------------------------------------------
@@ -391,6 +483,7 @@ def grade_batch(
     force: bool = False,
     only: set[str] | None = None,
     adjustments: Path | None = None,
+    on_intake: Callable[[Intake], None] | None = None,
 ) -> list[SubmissionResult]:
     """Grade every submission not already graded (same files, same grader) and render all.
 
@@ -398,6 +491,7 @@ def grade_batch(
     where it stopped. ``only`` regrades those students alone; ``force`` ignores the store.
     Captures are salted with WIREGRADE_CAPTURE_SECRET when it is set, else with a secret
     made once for this OUT and kept in its store (the same on a resume; in no report).
+    ``on_intake`` is told how every child of SUBMISSIONS was taken in (refused, merged, renamed).
     """
     out.mkdir(parents=True, exist_ok=True)
     become_subreaper()
@@ -406,7 +500,8 @@ def grade_batch(
     grader = fingerprint_grader(assignment)
     work = out / ".intake"
     shutil.rmtree(work, ignore_errors=True)
-    ready, refused = intake(submissions, work)
+    taken = take_in_all(submissions, work)
+    ready, refused = taken.ready, taken.refused
     todo: dict[str, tuple[Path, str]] = {}
     for name, path in list(ready.items()):
         try:
@@ -418,6 +513,8 @@ def grade_batch(
         wanted = name in only if only is not None else True
         if wanted and (force or only is not None or not store.is_current(assignment.id, name, files, grader)):
             todo[name] = (path, files)
+    if on_intake:
+        on_intake(taken)
     for name, why in refused.items():
         store.put(
             SubmissionResult(assignment=assignment.id, student=name, checks=(), refused=why), "", grader

@@ -20,6 +20,7 @@ from ._errors import HarnessError
 from ._outputs import feedback_text, write_outputs
 from ._results import Outcome, SubmissionResult
 from ._runner import (
+    Intake,
     IntakeError,
     SessionOptions,
     grade_batch,
@@ -216,6 +217,7 @@ def _grade(a: Assignment, subs: Path, out: Path, args: argparse.Namespace) -> li
             file=sys.stderr,
         )
 
+    taken: list[Intake] = []
     results = grade_batch(
         a,
         subs,
@@ -226,9 +228,22 @@ def _grade(a: Assignment, subs: Path, out: Path, args: argparse.Namespace) -> li
         force=getattr(args, "force", False),
         only=set(args.only) if getattr(args, "only", None) else None,
         adjustments=Path(args.adjustments) if getattr(args, "adjustments", None) else None,
+        on_intake=taken.append,
     )
     errors = [r.student for r in results if r.harness_error or r.errors]
     print(f"Graded {len(results)} submissions into {out}/ (gradebook.csv, index.html).")
+    refused = sorted((r.student, r.refused) for r in results if r.refused)
+    if refused:
+        print(f"Refused ({len(refused)}, in the gradebook with the reason):")
+        for student, why in refused:
+            print(f"  {student}: {why}")
+    for got in taken:
+        if got.merged:
+            print(f"Merged ({len(got.merged)}; the first part graded, the rest kept as parts):")
+            for student, parts in sorted(got.merged.items()):
+                print(f"  {student}: {' + '.join(parts)}")
+        for entry, sid in sorted(got.renamed.items()):
+            print(f"Renamed: {entry} is graded as {sid} (its name is one the batch writes in {out}/)")
     if errors:
         print(st(f"Grader errors (not zeros, re-run these): {', '.join(errors)}", "35"))
     return results
