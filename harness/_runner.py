@@ -168,7 +168,7 @@ class IntakeError(Exception):
     pass
 
 
-_MOODLE = re.compile(r"^(?P<name>.+?)_(?P<id>\d+)_assignsubmission_(?P<kind>\w*?)_?$")
+_MOODLE = re.compile(r"^(?P<name>.+?)_(?P<id>\d+)_assignsubmission_(?P<kind>[A-Za-z]*)\w*$")
 ARCHIVES = (".zip", ".tar.gz", ".tgz", ".tar.xz")  # matched case-insensitively
 # archive types a student may hand in that intake does not read: refused by name, never skipped
 OTHER_ARCHIVES = (".rar", ".7z", ".tar", ".tar.bz2", ".tbz2", ".gz", ".bz2", ".xz", ".zst", ".tar.zst")

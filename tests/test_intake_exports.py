@@ -120,3 +120,27 @@ def test_intake_alone_accounts_for_every_child(tmp_path: Path) -> None:
     for child in subs.iterdir():
         assert child.name.split(".")[0] in said, child.name
     assert not set(got.ready) & set(got.refused)
+
+
+def test_moodle_file_and_online_text_are_merged_the_file_graded(
+    graded: dict[str, list[str]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    subs = tmp_path / "subs"
+    # sorted, the online text comes last: it used to replace the file submission, silently
+    _folder(subs / "Jane_Doe_12345_assignsubmission_file_" / "tls")
+    _folder(subs / "Jane_Doe_12345_assignsubmission_onlinetext_", "onlinetext.html", b"<p>see my zip</p>")
+    _folder(subs / "Sam_Roe_777_assignsubmission_onlinetext_", "onlinetext.html", b"<p>only text</p>")
+    _folder(subs / "Ann_Lee_55_assignsubmission_file_")
+    _folder(subs / "Ann_Lee_55_assignsubmission_file_2")  # not file + online text: refused, both named
+    main(["grade", "tls-server", str(subs), "--out", str(tmp_path / "out")])
+    assert graded == {"Jane_Doe_12345": ["server.py"], "Sam_Roe_777": ["onlinetext.html"]}
+    said = capsys.readouterr().out
+    jane = ["Jane_Doe_12345_assignsubmission_file_", "Jane_Doe_12345_assignsubmission_onlinetext_"]
+    assert f"  Jane_Doe_12345: {jane[0]} + {jane[1]}" in said
+    rows = gradebook(tmp_path / "out" / "gradebook.csv")
+    assert sorted(rows) == ["Ann_Lee_55", "Jane_Doe_12345", "Sam_Roe_777"]
+    assert rows["Jane_Doe_12345"]["status"] != "submission refused"
+    assert rows["Ann_Lee_55"]["status"] == "submission refused"
+    got = take_in_all(subs, tmp_path / "work")
+    assert got.merged == {"Jane_Doe_12345": jane}
+    assert "2 entries map to student Ann_Lee_55" in got.refused["Ann_Lee_55"]
