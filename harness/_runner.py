@@ -176,7 +176,7 @@ OTHER_ARCHIVES = (".rar", ".7z", ".tar", ".tar.bz2", ".tbz2", ".gz", ".bz2", ".x
 RESERVED = frozenset(
     n.lower()
     for n in (STORE_NAME, f"{STORE_NAME}-wal", f"{STORE_NAME}-shm", f"{STORE_NAME}-journal",
-              "gradebook.csv", "index.html", "intake")
+              "gradebook.csv", "index.html")
 )
 RESERVED_SUFFIX = "_student"
 

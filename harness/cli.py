@@ -243,7 +243,7 @@ def _grade(a: Assignment, subs: Path, out: Path, args: argparse.Namespace) -> li
             for student, parts in sorted(got.merged.items()):
                 print(f"  {student}: {' + '.join(parts)}")
         for entry, sid in sorted(got.renamed.items()):
-            print(f"Renamed: {entry} is graded as {sid} (its name is one the batch writes in {out}/)")
+            print(f"Renamed: {entry} takes the id {sid} (its own is a name the batch writes in {out}/)")
     if errors:
         print(st(f"Grader errors (not zeros, re-run these): {', '.join(errors)}", "35"))
     return results

@@ -144,3 +144,45 @@ def test_moodle_file_and_online_text_are_merged_the_file_graded(
     got = take_in_all(subs, tmp_path / "work")
     assert got.merged == {"Jane_Doe_12345": jane}
     assert "2 entries map to student Ann_Lee_55" in got.refused["Ann_Lee_55"]
+
+
+def test_a_submission_named_like_the_batch_outputs_is_graded_under_another_id(
+    graded: dict[str, list[str]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    _zip(subs / "wiregrade.db.zip")
+    _zip(subs / "index.html.zip")
+    _folder(subs / "gradebook.csv")
+    _folder(subs / "wiregrade.db-wal")
+    _zip(subs / "bob.zip")
+    out = tmp_path / "out"
+    for _ in range(2):  # the first run and a resume: neither crashes
+        main(["grade", "tls-server", str(subs), "--out", str(out)])
+    ids = [
+        "bob",
+        "gradebook.csv_student",
+        "index.html_student",
+        "wiregrade.db-wal_student",
+        "wiregrade.db_student",
+    ]
+    assert sorted(graded) == ids
+    said = capsys.readouterr().out
+    assert "Renamed: index.html.zip takes the id index.html_student" in said
+    assert "Renamed: wiregrade.db.zip takes the id wiregrade.db_student" in said
+    assert sorted(gradebook(out / "gradebook.csv")) == ids
+    assert (out / "wiregrade.db").is_file() and (out / "index.html").is_file()
+    assert (out / "index.html_student" / "results.json").is_file()
+
+
+def test_a_renamed_id_still_refuses_a_collision(tmp_path: Path) -> None:
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    _zip(subs / "index.html.zip")
+    (subs / "index.html").write_text("<html>a download's own index</html>")  # a stray file
+    got = take_in_all(subs, tmp_path / "work")
+    assert got.ready == {} and got.renamed == {
+        "index.html": "index.html_student",
+        "index.html.zip": "index.html_student",
+    }
+    assert "index.html, index.html.zip; none was graded" in got.refused["index.html_student"]
