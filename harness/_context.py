@@ -20,8 +20,8 @@ from ._errors import CheckFailed, HarnessError
 from ._isolation import Isolation, in_private_mounts, mount_tmpfs, unmount
 from ._process import Limits, StudentProcess, clean_environment
 from ._results import Evidence
-from ._safefile import NOT_GRADED, read_made, stat_made
-from ._user import StudentUser, chown_tree
+from ._safefile import NOT_GRADED, folder_fd, read_made, stat_made, walk
+from ._user import StudentUser, chown_tree, outside_ids
 from ._wire import Wire, open_wire
 
 T = TypeVar("T")
@@ -85,25 +85,16 @@ def copy_regular(src: Path, dest: Path) -> list[str]:
     """Copy the folders and regular files below ``src`` into ``dest`` (which exists), never
     following or copying a link, FIFO or device. Returns what was left out, and why."""
     left_out: list[str] = []
-    stack = [""]
-    while stack:
-        rel = stack.pop()
-        with os.scandir(src / rel if rel else src) as it:
-            entries = list(it)
-        for e in entries:
-            name = f"{rel}/{e.name}" if rel else e.name
-            if e.name in NOT_GRADED or e.name.endswith(".pyc"):
-                continue
-            if e.is_symlink():
-                left_out.append(f"{name} (a symbolic link)")
-            elif e.is_dir(follow_symlinks=False):
-                (dest / name).mkdir()
-                stack.append(name)
-            elif e.is_file(follow_symlinks=False):
-                shutil.copyfile(e.path, dest / name, follow_symlinks=False)
-                shutil.copymode(e.path, dest / name, follow_symlinks=False)
-            else:
-                left_out.append(f"{name} (not a regular file)")
+    for name, e, _depth in walk(src, prune=lambda e: e.name in NOT_GRADED or e.name.endswith(".pyc")):
+        if e.is_symlink():
+            left_out.append(f"{name} (a symbolic link)")
+        elif e.is_dir(follow_symlinks=False):
+            (dest / name).mkdir()  # before walk goes below it
+        elif e.is_file(follow_symlinks=False):
+            shutil.copyfile(e.path, dest / name, follow_symlinks=False)
+            shutil.copymode(e.path, dest / name, follow_symlinks=False)
+        else:
+            left_out.append(f"{name} (not a regular file)")
     return sorted(left_out)
 
 
@@ -112,7 +103,6 @@ def sweep_stale_sessions(tmp: str | None = None, stale_after: float = 86400) -> 
 
     ``wiregrade-session-PID-*`` whose PID no longer runs, and ``wiregrade-ns-*`` older than
     ``stale_after`` seconds: ours only (owned by us, real folders, never a link)."""
-    import stat
     import time
 
     tmp = tmp or tempfile.gettempdir()
@@ -134,18 +124,6 @@ def sweep_stale_sessions(tmp: str | None = None, stale_after: float = 86400) -> 
         shutil.rmtree(path, ignore_errors=True)
         removed.append(path)
     return removed
-
-
-def _outside_ids() -> tuple[int, int] | None:
-    """In a user namespace made by an ordinary user: that user's uid and gid outside."""
-    try:
-        uid = Path("/proc/self/uid_map").read_text().split()
-        gid = Path("/proc/self/gid_map").read_text().split()
-    except OSError:
-        return None
-    if uid[:2] == ["0", "0"] or len(uid) < 2 or len(gid) < 2:
-        return None
-    return int(uid[1]), int(gid[1])
 
 
 @dataclass
@@ -209,13 +187,13 @@ class GradingContext:
         else:
             folders = _sandbox.interpreter_folders(python, "", sys.prefix)
             folders += _sandbox.interpreter_folders(python, "", sys.base_prefix)
-        ids = _outside_ids()
+        ids = outside_ids()
         box, why = _sandbox.find(
             _sandbox.system_folders() + folders,
             drop,
             inside_uid=ids[0] if ids else None,
             inside_gid=ids[1] if ids else None,
-            probe=(python, "-c", "import ssl"),
+            python=python,
             env=self.student_env(),
         )
         if box is None:
@@ -269,8 +247,7 @@ class GradingContext:
     def clear_given_names(self) -> None:
         """Remove links (never followed) and special files the student's programs put where a
         handed-over file is bound, so the bind lands on a plain file of the submission."""
-        dfd = os.open(self.submission, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
-        try:
+        with folder_fd(self.submission) as dfd:
             for name in self.given:
                 try:
                     st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
@@ -278,8 +255,6 @@ class GradingContext:
                     continue
                 if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
                     os.unlink(name, dir_fd=dfd)
-        finally:
-            os.close(dfd)
 
     def _to_student(self, path: Path) -> None:
         user = self.student_user
@@ -287,8 +262,7 @@ class GradingContext:
             os.chown(path, user.uid, user.gid, follow_symlinks=False)
 
     def _place_in_submission(self, name: str, data: bytes, mode: int) -> None:
-        dfd = os.open(self.submission, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
-        try:
+        with folder_fd(self.submission) as dfd:
             with contextlib.suppress(FileNotFoundError, IsADirectoryError):
                 os.unlink(name, dir_fd=dfd)  # a link is removed, never followed
             try:
@@ -299,13 +273,11 @@ class GradingContext:
                     "something of that name is in the way.",
                     hint=f"Do not make a file or folder named {name}; the grader hands it to you.",
                 ) from None
-            with os.fdopen(fd, "wb") as f:
-                user = self.student_user
-                if user is not None and user.uid >= 0:
-                    os.fchown(f.fileno(), user.uid, user.gid)
-                f.write(data)
-        finally:
-            os.close(dfd)
+        with os.fdopen(fd, "wb") as f:
+            user = self.student_user
+            if user is not None and user.uid >= 0:
+                os.fchown(f.fileno(), user.uid, user.gid)
+            f.write(data)
 
     def scratch(self, name: str) -> Path:
         """A folder of the session's own that the student's programs may write in (for tools
@@ -328,10 +300,10 @@ class GradingContext:
         data = self.read_made(name, limit)
         if data is None:
             return None
-        folder = self.workdir / "made"
-        folder.mkdir(exist_ok=True)
-        (folder / name.replace("/", "_")).write_bytes(data)
-        return folder / name.replace("/", "_")
+        copy = self.workdir / "made" / name.replace("/", "_")
+        copy.parent.mkdir(exist_ok=True)
+        copy.write_bytes(data)
+        return copy
 
     def _choose_port(self, handout_port: int) -> int:
         """The handout's port inside a private namespace; outside, that port if free."""

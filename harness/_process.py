@@ -16,6 +16,7 @@ import ctypes
 import os
 import re
 import resource
+import select
 import signal
 import subprocess
 import sys
@@ -202,6 +203,7 @@ class StudentProcess:
     # (the sandbox itself lives on while daemons the program left run)
     status_pipe: tuple[int, int] | None = None
     _code: int | None = None
+    _status_ended: bool = False  # the keeper's pipe said its word (or closed): read no more
 
     def __post_init__(self) -> None:
         self.stdout = CappedOutput(self.limits.output_bytes)
@@ -259,9 +261,9 @@ class StudentProcess:
 
     def _read_status(self, timeout: float) -> None:
         """Read the keeper's word, waiting at most ``timeout`` for it (or for its end)."""
-        import select
-
         assert self.status_pipe is not None
+        if self._status_ended:
+            return
         r = self.status_pipe[0]
         try:
             ready, _, _ = select.select([r], [], [], timeout)
@@ -269,8 +271,10 @@ class StudentProcess:
                 data = os.read(r, 64)
                 if data.strip().lstrip(b"-").isdigit():
                     self._code = int(data)
+                # one write says it all; an empty read: the keeper died without a word
+                self._status_ended = True
         except (OSError, ValueError):
-            pass
+            self._status_ended = True
 
     @property
     def returncode(self) -> int | None:
@@ -283,10 +287,10 @@ class StudentProcess:
         deadline = time.monotonic() + timeout
         code = None
         if self.status_pipe is not None:  # the keeper says when the program ends
-            while (code := self.poll()) is None and (left := deadline - time.monotonic()) > 0:
-                self._read_status(min(left, 0.5))
-                if self._code is None and self._popen.poll() is not None:
+            while (code := self.poll()) is None and not self._status_ended:
+                if (left := deadline - time.monotonic()) <= 0:
                     break
+                self._read_status(min(left, 0.5))
         if code is None:
             try:
                 code = self._popen.wait(max(0.0, deadline - time.monotonic()))

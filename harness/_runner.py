@@ -34,7 +34,7 @@ from ._capture import SECRET_ENV
 from ._outputs import read_adjustments, write_gradebook, write_index, write_outputs
 from ._proc import become_subreaper, reap_orphans, register_harness_pid, unregister_harness_pid
 from ._results import SubmissionResult
-from ._safefile import NOT_GRADED
+from ._safefile import NOT_GRADED, walk
 from ._store import Store, fingerprint_files, fingerprint_grader
 
 STORE_NAME = "wiregrade.db"
@@ -175,8 +175,14 @@ OTHER_ARCHIVES = (".rar", ".7z", ".tar", ".tar.bz2", ".tbz2", ".gz", ".bz2", ".x
 # what a batch writes at the top of OUT: no student's output folder may take one of these names
 RESERVED = frozenset(
     n.lower()
-    for n in (STORE_NAME, f"{STORE_NAME}-wal", f"{STORE_NAME}-shm", f"{STORE_NAME}-journal",
-              "gradebook.csv", "index.html")
+    for n in (
+        STORE_NAME,
+        f"{STORE_NAME}-wal",
+        f"{STORE_NAME}-shm",
+        f"{STORE_NAME}-journal",
+        "gradebook.csv",
+        "index.html",
+    )
 )
 RESERVED_SUFFIX = "_student"
 
@@ -185,6 +191,17 @@ def _archive_ext(name: str) -> str:
     """The accepted archive extension ``name`` ends with (any case), or ''."""
     low = name.lower()
     return next((ext for ext in ARCHIVES if low.endswith(ext)), "")
+
+
+def _safe_id(text: str, fallback: str) -> str:
+    """An id made of safe characters that never takes a name the batch writes in OUT (RESERVED):
+    such an id gets RESERVED_SUFFIX (``index.html`` -> ``index.html_student``)."""
+    sid = _SAFE_NAME.sub("_", text).strip("._") or fallback
+    return sid + RESERVED_SUFFIX if sid.lower() in RESERVED else sid
+
+
+def _was_reserved(sid: str) -> bool:
+    return sid.endswith(RESERVED_SUFFIX) and sid[: -len(RESERVED_SUFFIX)].lower() in RESERVED
 
 
 def student_name(path: Path, names: dict[str, str] | None = None) -> str:
@@ -199,8 +216,7 @@ def student_name(path: Path, names: dict[str, str] | None = None) -> str:
         stem = names[stem]
     elif m := _MOODLE.match(stem):  # Moodle: "Jane Doe_12345_assignsubmission_file_"
         stem = f"{m['name']}_{m['id']}"
-    sid = _SAFE_NAME.sub("_", stem).strip("._") or "student"
-    return sid + RESERVED_SUFFIX if sid.lower() in RESERVED else sid
+    return _safe_id(stem, "student")
 
 
 def gradescope_names(submissions: Path) -> dict[str, str]:
@@ -277,29 +293,19 @@ def check_folder(folder: Path) -> None:
     Tools' folders that are never graded (.git, .venv, ...: NOT_GRADED) are passed over.
     """
     tally = _Tally("the submission")
-    stack: list[tuple[str, int]] = [("", 0)]  # (folder relative to the submission, its depth)
-    while stack:
-        rel, depth = stack.pop()
-        try:
-            with os.scandir(folder / rel) as entries:
-                for e in entries:
-                    path = f"{rel}/{e.name}" if rel else e.name
-                    if e.name in NOT_GRADED:  # never copied into a session: not the student's work
-                        continue
-                    if e.is_dir(follow_symlinks=False):
-                        tally.entry(path, depth + 1)
-                        stack.append((path, depth + 1))
-                        continue
-                    st = e.stat(follow_symlinks=False)
-                    if not stat.S_ISREG(st.st_mode):
-                        raise IntakeError(
-                            f"{_shown(path)} is {_kind(st.st_mode)}; hand in regular files only"
-                        )
-                    tally.entry(path, depth + 1, st.st_size)
-        except OSError as exc:
-            raise IntakeError(
-                f"could not read {_shown(rel or '.')} in the submission: {exc.strerror}"
-            ) from exc
+    try:
+        # NOT_GRADED: never copied into a session, so not the student's work
+        for path, e, depth in walk(folder, prune=lambda e: e.name in NOT_GRADED):
+            if e.is_dir(follow_symlinks=False):
+                tally.entry(path, depth)
+                continue
+            st = e.stat(follow_symlinks=False)
+            if not stat.S_ISREG(st.st_mode):
+                raise IntakeError(f"{_shown(path)} is {_kind(st.st_mode)}; hand in regular files only")
+            tally.entry(path, depth, st.st_size)
+    except OSError as exc:
+        where = os.path.relpath(exc.filename, folder) if exc.filename else "."
+        raise IntakeError(f"could not read {_shown(where)} in the submission: {exc.strerror}") from exc
 
 
 def _check_member(archive: Path, name: str, is_link: bool, tally: _Tally) -> None:
@@ -407,8 +413,7 @@ class Intake:
 def _entry_id(child: Path, names: dict[str, str]) -> str:
     """A stray file keeps its whole name as its id, so it never collides with a student's."""
     if child.is_file() and not child.is_symlink() and not _archive_ext(child.name):
-        sid = _SAFE_NAME.sub("_", child.name).strip("._") or "entry"
-        return sid + RESERVED_SUFFIX if sid.lower() in RESERVED else sid
+        return _safe_id(child.name, "entry")
     return student_name(child, names)
 
 
@@ -436,7 +441,7 @@ def take_in_all(submissions: Path, work: Path) -> Intake:
         if child.name.startswith(".") or child.name == "submission_metadata.yml":
             continue
         sid = _entry_id(child, names)
-        if sid.endswith(RESERVED_SUFFIX) and sid[: -len(RESERVED_SUFFIX)].lower() in RESERVED:
+        if _was_reserved(sid):
             renamed[child.name] = sid
         groups.setdefault(sid, []).append(child)
     got = Intake({}, {}, {}, renamed)

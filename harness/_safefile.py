@@ -13,7 +13,7 @@ import contextlib
 import errno
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ._errors import CheckFailed
@@ -23,6 +23,46 @@ NOT_GRADED = frozenset({".git", "__pycache__", ".venv", "venv", "node_modules"})
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
+
+def walk(
+    root: Path,
+    prune: Callable[[os.DirEntry[str]], bool] | None = None,
+    onerror: Callable[[OSError], None] | None = None,
+) -> Iterator[tuple[str, os.DirEntry[str], int]]:
+    """Every entry below ``root`` as (path relative to it, the entry, depth: 1 at the top).
+
+    Iterative (any depth, no recursion) and lazy (a caller that stops early reads no more);
+    a folder is entered only if it is one itself, never through a link. ``prune`` drops an
+    entry and all below it. A folder that cannot be read raises, or with ``onerror`` is
+    reported to it and passed over (as os.walk does)."""
+    stack: list[tuple[str, int]] = [("", 0)]
+    while stack:
+        rel, depth = stack.pop()
+        try:
+            with os.scandir(root / rel if rel else root) as entries:
+                for e in entries:
+                    if prune is not None and prune(e):
+                        continue
+                    path = f"{rel}/{e.name}" if rel else e.name
+                    yield path, e, depth + 1
+                    if e.is_dir(follow_symlinks=False):
+                        stack.append((path, depth + 1))
+        except OSError as exc:
+            if onerror is None:
+                raise
+            onerror(exc)
+
+
+@contextlib.contextmanager
+def folder_fd(root: Path) -> Iterator[int]:
+    """An fd of the folder ``root`` itself (opened without following a link), for the ``*at``
+    calls that then act on the names in it; closed afterwards."""
+    fd = os.open(root, _DIR_FLAGS)
+    try:
+        yield fd
+    finally:
+        os.close(fd)
 
 
 class NotARegularFile(CheckFailed):
@@ -100,17 +140,9 @@ def regular_files(root: Path, suffix: str = "", limit: int = 2000) -> list[str]:
     """Names (relative to ``root``) of the regular files below it ending in ``suffix``, found
     without following links, at most ``limit`` of them."""
     found: list[str] = []
-    stack = [""]
-    while stack and len(found) < limit:
-        rel = stack.pop()
-        try:
-            entries = list(os.scandir(root / rel if rel else root))
-        except OSError:
-            continue
-        for e in entries:
-            name = f"{rel}/{e.name}" if rel else e.name
-            if e.is_dir(follow_symlinks=False):
-                stack.append(name)
-            elif e.is_file(follow_symlinks=False) and name.endswith(suffix):
-                found.append(name)
-    return sorted(found)[:limit]
+    for name, e, _depth in walk(root, onerror=lambda _exc: None):  # an unreadable folder holds none
+        if e.is_file(follow_symlinks=False) and name.endswith(suffix):
+            found.append(name)
+            if len(found) == limit:
+                break
+    return sorted(found)

@@ -161,23 +161,24 @@ def find(
     preexec: Callable[[], None] | None,
     inside_uid: int | None = None,
     inside_gid: int | None = None,
-    probe: Sequence[str] = ("true",),
+    python: str = "",
     env: Mapping[str, str] | None = None,
 ) -> tuple[Sandbox | None, str]:
-    """The session's sandbox, tried once for real (``probe``, e.g. the student's interpreter,
-    as the student uid through ``preexec``), or (None, why not). A sandbox that cannot run
-    the student's interpreter is ours to report, never a student's failure."""
+    """The session's sandbox, tried once for real as the student uid (through ``preexec``):
+    ``python``, the student's interpreter (it also runs the keeper), must import ssl in it,
+    or without one ``true`` must run. Else (None, why not): a sandbox that cannot run the
+    student's interpreter is ours to report, never a student's failure."""
     # where Debian puts it too: a PATH emptied of tools (a test, a student's shell) keeps the sandbox
     bwrap = shutil.which("bwrap") or shutil.which("bwrap", path="/usr/bin:/bin:/usr/local/bin")
     if bwrap is None:
         return None, "bubblewrap is not installed (Debian: apt-get install bubblewrap)"
-    python = probe[0] if probe and probe[0] != "true" else ""
+    probe = [python, "-c", "import ssl"] if python else ["true"]
     box = Sandbox(
         bwrap, _version(bwrap), tuple(dict.fromkeys(readonly)), inside_uid, inside_gid, python=python
     )
     try:
         run = subprocess.run(
-            box.argv(list(probe), Path("/")),
+            box.argv(probe, Path("/")),
             capture_output=True,
             text=True,
             timeout=20,

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from ._assignment import Assignment, project_root
 from ._results import SubmissionResult
+from ._safefile import walk
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS results (
@@ -55,19 +56,12 @@ def fingerprint_files(folder: Path) -> str:
     matter). Links are never followed, nor anything but regular files opened; a folder that
     does not exist holds nothing."""
     files: list[tuple[str, bytes]] = []
-    stack = (
-        [""] if folder.is_dir() else []
-    )  # folders still to read, relative to ``folder``: no recursion, any depth
-    while stack:
-        rel = stack.pop()
-        with os.scandir(folder / rel) as entries:
-            for e in entries:
-                path = f"{rel}/{e.name}" if rel else e.name
-                if e.is_dir(follow_symlinks=False):
-                    if e.name not in SKIPPED:
-                        stack.append(path)
-                elif e.is_file(follow_symlinks=False):
-                    files.append((path, _file_digest(folder / path)))
+    if folder.is_dir():
+        for path, e, _depth in walk(
+            folder, prune=lambda e: e.name in SKIPPED and e.is_dir(follow_symlinks=False)
+        ):
+            if e.is_file(follow_symlinks=False):
+                files.append((path, _file_digest(folder / path)))
     h = hashlib.sha256()
     for path, digest in sorted(files):
         h.update(path.encode(errors="surrogateescape") + b"\0")

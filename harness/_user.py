@@ -37,14 +37,22 @@ class StudentUser:
         os.setuid(self.uid)
 
 
-def _really_root() -> bool:
-    if os.geteuid() != 0:
-        return False
-    try:  # in a user namespace made by an ordinary user, uid 0 maps to that user
-        first = Path("/proc/self/uid_map").read_text().split()
-        return first[:2] == ["0", "0"]
+def outside_ids() -> tuple[int, int] | None:
+    """In a user namespace made by an ordinary user: that user's uid and gid outside it
+    (None elsewhere: root's own namespace, or no /proc to tell)."""
+    try:
+        uid = Path("/proc/self/uid_map").read_text().split()
+        gid = Path("/proc/self/gid_map").read_text().split()
     except OSError:
-        return True
+        return None
+    if len(uid) < 2 or len(gid) < 2 or uid[:2] == ["0", "0"]:
+        return None
+    return int(uid[1]), int(gid[1])
+
+
+def _really_root() -> bool:
+    # in a user namespace made by an ordinary user, uid 0 maps to that user
+    return os.geteuid() == 0 and outside_ids() is None
 
 
 def _works_as(uid: int, python: str, pythonpath: str) -> bool:

@@ -444,7 +444,7 @@ def test_in_the_sandbox_a_daemon_outlives_its_parent_until_the_grader_kills_it(t
     folders = interpreter_folders(sys.executable, "", sys.prefix) + interpreter_folders(
         sys.executable, "", sys.base_prefix
     )
-    box, why = find(system_folders() + folders, None, probe=(sys.executable, "-c", "pass"))
+    box, why = find(system_folders() + folders, None, python=sys.executable)
     if box is None:
         pytest.skip(why)
     (tmp_path / "daemon.py").write_text(DAEMONISER)
