@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 
 from harness._assignment import load_assignment
-from harness._runner import grade_batch, run_session
+from harness._results import SubmissionResult
+from harness._runner import SessionOptions, grade_batch, run_session
 from harness._sandbox import Sandbox, find, system_folders
 from harness._user import choose_student_user
 from tests.conftest import ROOT, Exercises, needs_tshark
@@ -100,6 +101,24 @@ elif sys.argv[1] == "peek":
 elif sys.argv[1] == "cat":
     print("GIVEN", open("given.txt").read())
 """
+
+
+def grade_alice(
+    work: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    grader: str,
+    files: dict[str, str],
+    options: SessionOptions | None = None,
+) -> SubmissionResult:
+    """One session of a one-check exercise ``grader`` over alice's ``files`` (name -> text)."""
+    make_project(work / "project", grader, total=1)
+    monkeypatch.setenv("WIREGRADE_HOME", str(work / "project"))
+    (work / "alice").mkdir()
+    for name, text in files.items():
+        (work / "alice" / name).write_text(text)
+    return run_session(
+        load_assignment("boom"), work / "alice", work / "out", "alice", options or SessionOptions()
+    )
 
 
 @pytest.fixture
@@ -231,12 +250,7 @@ def test_memory_is_bounded_for_all_processes_together(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """Six children of 300 MB each (1.8 GB) under a 1 GiB session bound: not all of them live."""
-    project = tmp_path / "project"
-    make_project(project, MEMORY_GRADER, total=1)
-    monkeypatch.setenv("WIREGRADE_HOME", str(project))
-    (tmp_path / "alice").mkdir()
-    (tmp_path / "alice" / "spread.py").write_text(SPREAD)
-    r = run_session(load_assignment("boom"), tmp_path / "alice", tmp_path / "out", "alice")
+    r = grade_alice(tmp_path, monkeypatch, MEMORY_GRADER, {"spread.py": SPREAD})
     if "cgroup" not in r.environment.sandbox or "limited to" not in r.environment.sandbox:
         pytest.skip(f"no cgroup here: {r.environment.sandbox}")
     spread = next(e.data for c in r.checks for e in c.evidence if e.title == "spread")
@@ -395,8 +409,6 @@ BROKEN_BWRAP = "#!/bin/sh\necho 'bwrap: No permissions to create new namespace' 
 def test_without_a_sandbox_grading_for_marks_refuses_and_a_self_check_goes_on(
     monkeypatch: pytest.MonkeyPatch, visibility: str, sandbox: str, outcome: str, said: str
 ) -> None:
-    from harness._runner import SessionOptions
-
     work = Path(tempfile.mkdtemp(prefix="wiregrade-nobwrap-"))
     try:
         work.chmod(0o755)  # the student uid runs the broken bwrap
@@ -404,12 +416,8 @@ def test_without_a_sandbox_grading_for_marks_refuses_and_a_self_check_goes_on(
         (work / "bin" / "bwrap").write_text(BROKEN_BWRAP)
         (work / "bin" / "bwrap").chmod(0o755)
         monkeypatch.setenv("PATH", f"{work / 'bin'}:{os.environ['PATH']}")
-        make_project(work / "project", HELLO_GRADER, total=1)
-        monkeypatch.setenv("WIREGRADE_HOME", str(work / "project"))
-        (work / "alice").mkdir()
-        (work / "alice" / "hello.py").write_text("print('hello')\n")
         options = SessionOptions(visibility=visibility, sandbox=sandbox)
-        r = run_session(load_assignment("boom"), work / "alice", work / "out", "alice", options)
+        r = grade_alice(work, monkeypatch, HELLO_GRADER, {"hello.py": "print('hello')\n"}, options)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     assert said in r.environment.sandbox, r.environment
@@ -509,12 +517,7 @@ def test_a_student_program_reopens_its_stdout_and_stderr_as_at_home(
     """Its output pipes are the student's, not root's: `output = /dev/stderr` in stunnel,
     `error_log /dev/stderr` in nginx, logging to /dev/stderr in Python all work under the grader
     (they failed with EACCES when the program ran as the student uid)."""
-    project = tmp_path / "project"
-    make_project(project, STDIO_GRADER, total=1)
-    monkeypatch.setenv("WIREGRADE_HOME", str(project))
-    (tmp_path / "alice").mkdir()
-    (tmp_path / "alice" / "logs.py").write_text(LOGS)
-    r = run_session(load_assignment("boom"), tmp_path / "alice", tmp_path / "out", "alice")
+    r = grade_alice(tmp_path, monkeypatch, STDIO_GRADER, {"logs.py": LOGS})
     [c] = r.checks
     assert c.outcome.value == "passed", c.seen
     seen = {e.title: str(e.data) for e in c.evidence}
