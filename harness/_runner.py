@@ -527,17 +527,16 @@ def grade_batch(
     done = 0
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         futures = {
-            pool.submit(run_session, assignment, path, out / name, name, options, capture_secret=secret): (
-                name,
-                files,
-            )
+            pool.submit(
+                run_session, assignment, path, student_dir(out, name), name, options, capture_secret=secret
+            ): (name, files)
             for name, (path, files) in todo.items()
         }
         for fut in as_completed(futures):
             name, files = futures[fut]
             r = fut.result()
             store.put(r, files, grader)  # committed before anything else: a kill loses nothing
-            write_outputs(r, out / name)
+            write_outputs(r, student_dir(out, name))
             done += 1
             if progress:
                 progress(done, len(todo), r)
@@ -549,12 +548,17 @@ def grade_batch(
     return results
 
 
+def student_dir(out: Path, student: str) -> Path:
+    """Where one student's outputs (reports, results, capture) live inside a batch's OUT."""
+    return out / student
+
+
 def render_batch(
     results: list[SubmissionResult], out: Path, assignment_id: str, adjustments: Path | None
 ) -> None:
     """Every report, the gradebook and the class page, from results alone."""
     for r in results:
-        write_outputs(r, out / r.student)
+        write_outputs(r, student_dir(out, r.student))
     write_gradebook(results, out / "gradebook.csv", read_adjustments(adjustments) if adjustments else {})
     write_index(results, out / "index.html", assignment_id)
 
