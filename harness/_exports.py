@@ -124,11 +124,6 @@ def gradescope_metadata(submissions: Path) -> tuple[dict[str, str], dict[str, da
     return names, times
 
 
-def gradescope_names(submissions: Path) -> dict[str, str]:
-    """submission_NNN -> the submitter's sid (or email, or name)."""
-    return gradescope_metadata(submissions)[0]
-
-
 def _gradescope_time(text: str) -> datetime | None:
     """``2024-03-01 23:59:12.123456000 -0800`` (Ruby's Time) as a datetime."""
     m = re.match(r"^(\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d)(?:\.\d+)?\s*(Z|[+-]\d\d:?\d\d)?$", text)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path, PurePosixPath
 
-from ._exports import ARCHIVES, Layout, Named, archive_ext, gradescope_names, name_of, read_layout
+from ._exports import ARCHIVES, Named, archive_ext, name_of, read_layout
 from ._safefile import NOT_GRADED, walk
 from ._store import STORE_NAME, Arrival
 
@@ -33,10 +33,8 @@ __all__ = [
     "Intake",
     "IntakeError",
     "check_folder",
-    "gradescope_names",
     "intake",
     "safe_unpack",
-    "student_name",
     "take_in_all",
 ]
 
@@ -237,14 +235,6 @@ def _take_in(child: Path, dest: Path) -> Path:
     raise IntakeError(_stray(child))
 
 
-def student_name(path: Path, names: dict[str, str] | None = None) -> str:
-    """A student id from a child of SUBMISSIONS: an LMS export's id where it has one.
-
-    An id never takes a name the batch writes in OUT (RESERVED): such an id gets
-    RESERVED_SUFFIX (``index.html.zip`` -> ``index.html_student``)."""
-    return _safe_id(name_of(path, Layout(gradescope=names or {})).student, "student")
-
-
 @dataclass
 class Intake:
     """How every child of SUBMISSIONS was taken in: each ends in exactly one of ``ready``
@@ -384,12 +374,11 @@ def take_in_all(submissions: Path, work: Path) -> Intake:
                 got.ready[sid] = _assemble(choice.graded, work / sid)
             else:
                 got.ready[sid] = _take_in(child, work / sid)
-        except IntakeError as exc:
-            got.refused[sid] = str(exc)
-            got.merged.pop(sid, None)
-        except OSError as exc:
-            got.refused[sid] = f"could not read {_shown(entries[0][0].name)}: {exc.strerror or exc}"
-            got.merged.pop(sid, None)
+        except (IntakeError, OSError) as exc:
+            why = str(exc) if isinstance(exc, IntakeError) else f"could not read it: {exc.strerror or exc}"
+            if sid in got.merged:  # every entry of the student is named with the refusal
+                why += f" (entries for {sid}: {', '.join(_shown(p) for p in got.merged.pop(sid))})"
+            got.refused[sid] = why
         if arrival := _arrival(choice.graded if choice and sid in got.ready else entries):
             got.arrivals[sid] = arrival
     return got

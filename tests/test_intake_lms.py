@@ -210,3 +210,13 @@ def test_github_classroom_clones_are_named_by_login(tmp_path: Path) -> None:
     lone = tmp_path / "lone"
     clone(lone / "lab-3-erin")
     assert sorted(take_in_all(lone, tmp_path / "work3").ready) == ["lab-3-erin"]  # no prefix to read
+
+
+def test_a_refused_export_submission_names_every_entry_of_the_student(tmp_path: Path) -> None:
+    subs = tmp_path / "subs"
+    d2l(subs)
+    (subs / "117-901 - Jane Doe - Oct 12, 2025 800 AM - work.zip").write_bytes(b"not a zip")
+    got = take_in_all(subs, tmp_path / "work")
+    why = got.refused["Jane_Doe"]
+    assert why.startswith("117-901 - Jane Doe - Oct 12, 2025 800 AM - work.zip is not a valid archive")
+    assert "111-901 - Jane Doe - Oct 10, 2025 1022 AM - server.py" in why and "Jane_Doe" not in got.merged
