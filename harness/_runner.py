@@ -184,8 +184,9 @@ def deadline_of(assignment: Assignment, given: str | datetime | None = None) -> 
     try:
         parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
     except ValueError:
+        where = "--deadline" if given is not None else f"deadline in {assignment.id}'s assignment.toml"
         raise HarnessError(
-            f"deadline {value!r} is not a date and time (ISO 8601, e.g. 2026-03-01T23:59:00+00:00)"
+            f"{where}: {value!r} is not a date and time (ISO 8601, e.g. 2026-03-01T23:59:00+00:00)"
         ) from None
     if len(str(value)) == 10:  # a date alone: the end of that day
         parsed = datetime.combine(parsed.date(), datetime.max.time())

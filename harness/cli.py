@@ -195,6 +195,11 @@ def cmd_grade(args: argparse.Namespace) -> int:
         print(f"wiregrade: {subs} is not a folder of submissions", file=sys.stderr)
         return ExitCode.USAGE
     out = Path(args.out)
+    try:
+        deadline_of(a, args.deadline)
+    except HarnessError as exc:
+        print(f"wiregrade: {exc}", file=sys.stderr)
+        return ExitCode.USAGE
     results = _grade(a, subs, out, args)
     return ExitCode.HARNESS_ERROR if any(r.harness_error or r.errors for r in results) else ExitCode.OK
 

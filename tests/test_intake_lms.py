@@ -174,7 +174,7 @@ def test_gradescope_times_are_kept_and_a_deadline_marks_late_work(
     assert gradebook(out / "gradebook.csv")["s2"]["late"] == "late"
 
 
-def test_the_deadline_comes_from_assignment_toml_or_the_command_line() -> None:
+def test_the_deadline_comes_from_assignment_toml_or_the_command_line(tmp_path: Path) -> None:
     a = load_assignment("tls-server")
     assert deadline_of(a) is None
     due = datetime(2026, 3, 1, 23, 59, tzinfo=timezone.utc)
@@ -184,8 +184,13 @@ def test_the_deadline_comes_from_assignment_toml_or_the_command_line() -> None:
     )
     assert deadline_of(a, "2026-03-01") == datetime(2026, 3, 1, 23, 59, 59, 999999)
     assert deadline_of(a, "2026-03-01T12:00:00Z") == datetime(2026, 3, 1, 12, tzinfo=timezone.utc)
-    with pytest.raises(HarnessError, match="is not a date and time"):
+    with pytest.raises(HarnessError, match="--deadline: 'next friday' is not a date and time"):
         deadline_of(a, "next friday")
+    with pytest.raises(HarnessError, match="deadline in tls-server's assignment.toml: 'soon' is not"):
+        deadline_of(replace(a, settings={**a.settings, "deadline": "soon"}))
+    out = tmp_path / "out"
+    assert main(["grade", "tls-server", str(tmp_path), "--out", str(out), "--deadline", "next friday"]) == 2
+    assert not out.exists()  # a usage error: nothing was graded
     # a time without a zone (D2L names none) is compared as wall-clock time with the deadline
     assert is_late(Arrival("2026-03-01T12:01:00"), datetime(2026, 3, 1, 12, tzinfo=timezone.utc))
     assert not is_late(Arrival("2026-03-01T11:59:00"), datetime(2026, 3, 1, 12, tzinfo=timezone.utc))
