@@ -20,6 +20,7 @@ import jinja2
 
 from ._assignment import project_root
 from ._results import CheckResult, Outcome, SubmissionResult
+from ._store import Arrival
 
 GRADESCOPE_HIDDEN = "after_published"
 
@@ -204,9 +205,12 @@ def write_gradebook(
     results: Sequence[SubmissionResult],
     path: Path,
     adjustments: dict[str, list[tuple[float, str]]] | None = None,
+    arrivals: dict[str, Arrival] | None = None,
 ) -> None:
+    """One row per student; ``submitted`` and ``late`` as the export named them (issue 14)."""
     cols = check_columns(results)
     adjustments = adjustments or {}
+    arrivals = arrivals or {}
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(
@@ -220,6 +224,8 @@ def write_gradebook(
                 "final",
                 "status",
                 "duration_s",
+                "submitted",
+                "late",
             ]
         )
         for r in sorted(results, key=lambda r: r.student):
@@ -242,6 +248,8 @@ def write_gradebook(
                     f"{r.score + delta:g}",
                     r.status,
                     f"{r.duration:.1f}",
+                    arrivals[r.student].submitted if r.student in arrivals else "",
+                    "late" if r.student in arrivals and arrivals[r.student].late else "",
                 ]
             )
 
@@ -286,12 +294,18 @@ def class_summary(results: Sequence[SubmissionResult]) -> dict[str, Any]:
     }
 
 
-def write_index(results: Sequence[SubmissionResult], path: Path, assignment: str) -> None:
+def write_index(
+    results: Sequence[SubmissionResult],
+    path: Path,
+    assignment: str,
+    arrivals: dict[str, Arrival] | None = None,
+) -> None:
     path.write_text(
         _env()
         .get_template("index.html.j2")
         .render(
             assignment=assignment,
+            arrivals=arrivals or {},
             s=class_summary(results),
             results=sorted(results, key=lambda r: r.student),
             escape=html.escape,

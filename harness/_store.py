@@ -22,6 +22,7 @@ import stat
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from ._assignment import Assignment, project_root
@@ -47,6 +48,18 @@ CREATE TABLE IF NOT EXISTS secrets (
 )
 """
 
+ARRIVALS = """
+CREATE TABLE IF NOT EXISTS arrivals (
+    assignment TEXT NOT NULL,
+    student TEXT NOT NULL,
+    submitted TEXT NOT NULL,  -- ISO 8601 as the export names it (with its zone if it gives one), or ''
+    late INTEGER NOT NULL,    -- late by the export's marker or the deadline the batch was given
+    export TEXT NOT NULL,     -- which export named it: moodle, d2l, canvas, gradescope, ...
+    PRIMARY KEY (assignment, student)
+)
+"""
+
+STORE_NAME = "wiregrade.db"  # in OUT
 CHUNK = 1 << 20  # files are hashed 1 MiB at a time, never read whole
 SKIPPED = ("__pycache__", ".wiregrade")  # folders that are not the student's work
 
@@ -91,6 +104,15 @@ def fingerprint_grader(a: Assignment) -> str:
     return h.hexdigest()
 
 
+@dataclass(frozen=True)
+class Arrival:
+    """When a submission came in, as its LMS export names it, and whether it is late."""
+
+    submitted: str = ""  # ISO 8601, or '' when the export names no time
+    late: bool = False
+    export: str = ""
+
+
 class Store:
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -100,6 +122,7 @@ class Store:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute(SCHEMA)
         self._db.execute(SECRETS)
+        self._db.execute(ARRIVALS)
         for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
             with contextlib.suppress(OSError):  # hidden results and the secret: the owner's only
                 p.chmod(0o600)
@@ -158,6 +181,21 @@ class Store:
         )
         rows = self._db.execute(q, (assignment,) if assignment else ()).fetchall()
         return [SubmissionResult.from_json(json.loads(r[0])) for r in rows]
+
+    def put_arrivals(self, assignment: str, arrivals: dict[str, Arrival]) -> None:
+        """This batch's submission times and late marks (each student's replaces the last)."""
+        with self._tx() as db:
+            db.execute("DELETE FROM arrivals WHERE assignment = ?", (assignment,))
+            db.executemany(
+                "INSERT INTO arrivals VALUES (?, ?, ?, ?, ?)",
+                [(assignment, s, a.submitted, int(a.late), a.export) for s, a in arrivals.items()],
+            )
+
+    def arrivals(self, assignment: str) -> dict[str, Arrival]:
+        rows = self._db.execute(
+            "SELECT student, submitted, late, export FROM arrivals WHERE assignment = ?", (assignment,)
+        ).fetchall()
+        return {r[0]: Arrival(r[1], bool(r[2]), r[3]) for r in rows}
 
     def assignments(self) -> list[str]:
         return [r[0] for r in self._db.execute("SELECT DISTINCT assignment FROM results ORDER BY 1")]

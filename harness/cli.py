@@ -23,6 +23,7 @@ from ._runner import (
     Intake,
     IntakeError,
     SessionOptions,
+    deadline_of,
     grade_batch,
     graded_capture_secret,
     rerender,
@@ -194,6 +195,11 @@ def cmd_grade(args: argparse.Namespace) -> int:
         print(f"wiregrade: {subs} is not a folder of submissions", file=sys.stderr)
         return ExitCode.USAGE
     out = Path(args.out)
+    try:
+        deadline_of(a, args.deadline)
+    except HarnessError as exc:
+        print(f"wiregrade: {exc}", file=sys.stderr)
+        return ExitCode.USAGE
     results = _grade(a, subs, out, args)
     return ExitCode.HARNESS_ERROR if any(r.harness_error or r.errors for r in results) else ExitCode.OK
 
@@ -229,6 +235,7 @@ def _grade(a: Assignment, subs: Path, out: Path, args: argparse.Namespace) -> li
         only=set(args.only) if getattr(args, "only", None) else None,
         adjustments=Path(args.adjustments) if getattr(args, "adjustments", None) else None,
         on_intake=taken.append,
+        deadline=deadline_of(a, args.deadline) if getattr(args, "deadline", None) else None,
     )
     errors = [r.student for r in results if r.harness_error or r.errors]
     print(f"Graded {len(results)} submissions into {out}/ (gradebook.csv, index.html).")
@@ -242,6 +249,10 @@ def _grade(a: Assignment, subs: Path, out: Path, args: argparse.Namespace) -> li
             print(f"Merged ({len(got.merged)}; the first part graded, the rest kept as parts):")
             for student, parts in sorted(got.merged.items()):
                 print(f"  {student}: {' + '.join(parts)}")
+        if got.export_files:
+            print(f"Read as the export's own (not students'): {', '.join(got.export_files)}")
+        if late := sorted(s for s, a in got.arrivals.items() if a.late):
+            print(f"Late ({len(late)}, marked in the gradebook, no penalty): {', '.join(late)}")
         for entry, sid in sorted(got.renamed.items()):
             print(f"Renamed: {entry} takes the id {sid} (its own is a name the batch writes in {out}/)")
     if errors:
@@ -396,6 +407,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--only", action="append", metavar="STUDENT", help="regrade this student alone (repeatable)"
     )
     g.add_argument("--adjustments", help="CSV of student,points,reason applied in the gradebook")
+    g.add_argument(
+        "--deadline",
+        help="ISO 8601 date-time (e.g. 2026-03-01T23:59:00+00:00): work an export names as submitted "
+        "after it is marked late, without penalty (default: deadline in assignment.toml)",
+    )
     session_flags(g)
     g.set_defaults(fn=cmd_grade)
 

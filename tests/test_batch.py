@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 
 from harness._assignment import load_assignment
-from harness._runner import IntakeError, grade_batch, intake, rerender, safe_unpack
+from harness._intake import IntakeError, intake, safe_unpack
+from harness._runner import grade_batch, rerender
 from tests.conftest import ROOT, Exercises, descends_from, needs_tshark, own_session_processes
 
 
@@ -56,7 +57,7 @@ def test_archives_are_unpacked_safely(tmp_path: Path) -> None:
 
 
 def test_an_archive_too_big_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("harness._runner.MAX_UNPACKED", 1000)
+    monkeypatch.setattr("harness._intake.MAX_UNPACKED", 1000)
     with zipfile.ZipFile(tmp_path / "bomb.zip", "w", zipfile.ZIP_DEFLATED) as zf:
         zf.writestr("big.txt", "0" * 100_000)  # 100 kB of zeros compress to almost nothing
     with pytest.raises(IntakeError, match="would unpack to 100,000 bytes"):
@@ -112,9 +113,9 @@ def test_resume_regrade_one_force_and_rerender(three: Path, tmp_path: Path) -> N
     assert grade(force=True) == ["lecture", "plaintext", "reference"]
     # re-render from the store alone: reports come back, nothing runs
     (out / "index.html").unlink()
-    shutil.rmtree(out / "reference")
+    shutil.rmtree(out / "students" / "reference")
     rerender(out)
-    assert (out / "index.html").is_file() and (out / "reference" / "report.html").is_file()
+    assert (out / "index.html").is_file() and (out / "students" / "reference" / "report.html").is_file()
     assert gradebook(out / "gradebook.csv") == first
     with sqlite3.connect(out / "wiregrade.db") as db:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"

@@ -92,9 +92,9 @@ def test_grade_a_folder_with_a_hostile_zip(tls_server_submissions: Path, tmp_pat
     assert rows["alice"]["score"] == "25" and rows["alice"]["status"] == "graded"
     assert rows["bob"]["score"] == "18"
     assert rows["mallory"]["status"] == "submission refused"
-    assert "unsafe path" in json.loads((out / "mallory/results.json").read_text())["output"]
+    assert "unsafe path" in json.loads((out / "students/mallory/results.json").read_text())["output"]
     index = (out / "index.html").read_text()
-    assert "Ends the session with close_notify" in index and "alice/report.html" in index
+    assert "Ends the session with close_notify" in index and "students/alice/report.html" in index
 
 
 @needs_tshark

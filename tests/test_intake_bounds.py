@@ -23,18 +23,17 @@ import pytest
 
 from harness._assignment import load_assignment
 from harness._capture import SECRET_ENV
-from harness._results import SubmissionResult
-from harness._runner import (
+from harness._intake import (
     MAX_DEPTH,
     MAX_FILES,
     MAX_UNPACKED,
     IntakeError,
     check_folder,
-    grade_batch,
     intake,
-    run_session,
     safe_unpack,
 )
+from harness._results import SubmissionResult
+from harness._runner import grade_batch, run_session
 from harness._store import Store, fingerprint_files
 
 

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from harness._assignment import load_assignment
+from harness._intake import Intake, take_in_all
 from harness._results import SubmissionResult
-from harness._runner import Intake, grade_batch, take_in_all
+from harness._runner import grade_batch
 from harness.cli import main
 
 SERVER = b"print('hello')\n"
@@ -172,7 +173,7 @@ def test_a_submission_named_like_the_batch_outputs_is_graded_under_another_id(
     assert "Renamed: wiregrade.db.zip takes the id wiregrade.db_student" in said
     assert sorted(gradebook(out / "gradebook.csv")) == ids
     assert (out / "wiregrade.db").is_file() and (out / "index.html").is_file()
-    assert (out / "index.html_student" / "results.json").is_file()
+    assert (out / "students" / "index.html_student" / "results.json").is_file()
 
 
 def test_a_renamed_id_still_refuses_a_collision(tmp_path: Path) -> None:
