@@ -11,14 +11,16 @@ import html
 import json
 import re
 import statistics
+import urllib.parse
 import xml.etree.ElementTree as ET
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import jinja2
 
 from ._assignment import project_root
+from ._classpage import SORT_SCRIPT, class_matrix, script_hash
 from ._results import CheckResult, Outcome, SubmissionResult
 
 GRADESCOPE_HIDDEN = "after_published"
@@ -286,7 +288,14 @@ def class_summary(results: Sequence[SubmissionResult]) -> dict[str, Any]:
     }
 
 
-def write_index(results: Sequence[SubmissionResult], path: Path, assignment: str) -> None:
+def write_index(
+    results: Sequence[SubmissionResult],
+    path: Path,
+    assignment: str,
+    student_href: Callable[[str], str] = lambda student: student,
+) -> None:
+    """The class page. ``student_href``: a student's folder relative to the page."""
+    cols, rows = class_matrix(results)
     path.write_text(
         _env()
         .get_template("index.html.j2")
@@ -294,6 +303,11 @@ def write_index(results: Sequence[SubmissionResult], path: Path, assignment: str
             assignment=assignment,
             s=class_summary(results),
             results=sorted(results, key=lambda r: r.student),
+            cols=cols,
+            rows=rows,
+            href=lambda student: urllib.parse.quote(student_href(student)),
+            script=SORT_SCRIPT,
+            script_hash=script_hash(SORT_SCRIPT),
             escape=html.escape,
         )
     )

@@ -560,7 +560,9 @@ def render_batch(
     for r in results:
         write_outputs(r, student_dir(out, r.student))
     write_gradebook(results, out / "gradebook.csv", read_adjustments(adjustments) if adjustments else {})
-    write_index(results, out / "index.html", assignment_id)
+    write_index(
+        results, out / "index.html", assignment_id, lambda s: student_dir(out, s).relative_to(out).as_posix()
+    )
 
 
 def graded_capture_secret(out: Path) -> str | None:
