@@ -67,8 +67,8 @@ document.querySelectorAll("table.sortable").forEach(function (table) {
 
 
 def script_hash(script: str = SORT_SCRIPT) -> str:
-    """The CSP source allowing exactly this inline script."""
-    return "'sha256-" + base64.b64encode(hashlib.sha256(script.encode()).digest()).decode() + "'"
+    """The CSP hash source (to be quoted) allowing exactly this inline script."""
+    return "sha256-" + base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
 
 
 @dataclass(frozen=True)
