@@ -213,10 +213,11 @@ def export_feedback(out: Path, dest: Path) -> Exported:
         folder.mkdir(parents=True, exist_ok=True)
         key = f"{r.assignment}/{r.student}" if several else r.student
         files = _files(r)
+        path = folder / zip_name(r.student)
         if found := leaks(r, files):
+            path.unlink(missing_ok=True)  # nor an earlier export's zip, which would pass for this one
             done.withheld[key] = f"its files would hold hidden text ({found[0][:60]!r}); not written"
             continue
-        path = folder / zip_name(r.student)
         write_zip(path, files)
         done.zips[key] = path
         if r.refused:

@@ -268,6 +268,9 @@ def cmd_feedback(args: argparse.Namespace) -> int:
     except FeedbackError as exc:
         print(f"wiregrade: {exc}", file=sys.stderr)
         return ExitCode.USAGE
+    except OSError as exc:
+        print(f"wiregrade: could not write the feedback in {dest}: {exc}", file=sys.stderr)
+        return ExitCode.USAGE
     print(
         f"Wrote {len(done.zips)} feedback zips to {dest}/ (report.html, results.json, README.txt each; "
         "hidden checks show outcome and score only; the capture is left out: it holds the hidden "

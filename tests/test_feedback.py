@@ -180,14 +180,26 @@ def test_a_leak_in_rendering_withholds_the_zip(tmp_path: Path, monkeypatch: pyte
     hidden titles kept), that student's zip is not written and the export says so."""
     out, dest = tmp_path / "out", tmp_path / "feedback"
     make_out(out, [graded("alice", public_check(), hidden_check(1))])
+    assert cli.main(["feedback", str(out), "--out", str(dest)]) == cli.ExitCode.OK
+    assert (dest / "alice.zip").is_file()
     monkeypatch.setattr("harness._feedback.feedback_view", lambda r: r.for_student())
     assert cli.main(["feedback", str(out), "--out", str(dest)]) == cli.ExitCode.HARNESS_ERROR
-    assert not list(dest.rglob("*.zip"))
+    assert not list(dest.rglob("*.zip"))  # nor the earlier export's zip, which would pass for this one
 
 
 def test_without_a_store_it_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["feedback", str(tmp_path), "--out", str(tmp_path / "fb")]) == cli.ExitCode.USAGE
     assert "holds no wiregrade store" in capsys.readouterr().err
+
+
+def test_a_destination_that_is_a_file_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    make_out(out, [graded("alice", public_check())])
+    (tmp_path / "fb").write_text("not a folder")
+    assert cli.main(["feedback", str(out), "--out", str(tmp_path / "fb")]) == cli.ExitCode.USAGE
+    assert "could not write the feedback" in capsys.readouterr().err
 
 
 def test_zip_names_are_the_student_ids() -> None:
