@@ -11,14 +11,16 @@ import html
 import json
 import re
 import statistics
+import urllib.parse
 import xml.etree.ElementTree as ET
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import jinja2
 
 from ._assignment import project_root
+from ._classpage import SORT_SCRIPT, class_matrix, script_hash
 from ._results import CheckResult, Outcome, SubmissionResult
 from ._store import Arrival
 
@@ -299,7 +301,10 @@ def write_index(
     path: Path,
     assignment: str,
     arrivals: dict[str, Arrival] | None = None,
+    student_href: Callable[[str], str] = lambda student: student,
 ) -> None:
+    """The class page. ``student_href``: a student's folder relative to the page."""
+    cols, rows = class_matrix(results)
     path.write_text(
         _env()
         .get_template("index.html.j2")
@@ -308,6 +313,11 @@ def write_index(
             arrivals=arrivals or {},
             s=class_summary(results),
             results=sorted(results, key=lambda r: r.student),
+            cols=cols,
+            rows=rows,
+            href=lambda student: urllib.parse.quote(student_href(student)),
+            script=SORT_SCRIPT,
+            script_hash=script_hash(SORT_SCRIPT),
             escape=html.escape,
         )
     )

@@ -311,7 +311,13 @@ def render_batch(
         write_outputs(r, student_dir(out, r.student))
     adj = read_adjustments(adjustments) if adjustments else {}
     write_gradebook(results, out / "gradebook.csv", adj, arrivals or {})
-    write_index(results, out / "index.html", assignment_id, arrivals or {})
+    write_index(
+        results,
+        out / "index.html",
+        assignment_id,
+        arrivals or {},
+        lambda s: student_dir(out, s).relative_to(out).as_posix(),
+    )
 
 
 def graded_capture_secret(out: Path) -> str | None:

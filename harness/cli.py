@@ -17,6 +17,7 @@ from ._assignment import Assignment, assignment_ids, load_assignment
 from ._bundle import make_bundle, make_gradescope
 from ._capture import SECRET_ENV, seed_for
 from ._errors import HarnessError
+from ._feedback import FeedbackError, export_feedback
 from ._outputs import feedback_text, write_outputs
 from ._results import Outcome, SubmissionResult
 from ._runner import (
@@ -270,6 +271,35 @@ def cmd_report(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+def cmd_feedback(args: argparse.Namespace) -> int:
+    """One zip per student of student-safe files only, ready to upload to an LMS."""
+    dest = Path(args.dest)
+    try:
+        done = export_feedback(Path(args.out), dest)
+    except FeedbackError as exc:
+        print(f"wiregrade: {exc}", file=sys.stderr)
+        return ExitCode.USAGE
+    except OSError as exc:
+        print(f"wiregrade: could not write the feedback in {dest}: {exc}", file=sys.stderr)
+        return ExitCode.USAGE
+    print(
+        f"Wrote {len(done.zips)} feedback zips to {dest}/ (report.html, results.json, README.txt each; "
+        "hidden checks show outcome and score only; the capture is left out: it holds the hidden "
+        "checks' traffic too)."
+    )
+    if done.refused:
+        print(
+            f"Refused at intake ({len(done.refused)}; their zip holds a note saying why): "
+            + ", ".join(done.refused)
+        )
+    st = _Style(sys.stderr)
+    if done.grader_errors:
+        print(st(f"Grader errors (re-run these before sending): {', '.join(done.grader_errors)}", "35"))
+    for student, why in done.withheld.items():
+        print(st(f"NOT WRITTEN {student}: {why} (a wiregrade bug: please report it)", "35"), file=sys.stderr)
+    return ExitCode.HARNESS_ERROR if done.withheld or done.grader_errors else ExitCode.OK
+
+
 def cmd_samples(args: argparse.Namespace) -> int:
     a = load_assignment(args.id)
     out = Path(args.out)
@@ -421,6 +451,13 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("out")
     rp.add_argument("--adjustments", help="CSV of student,points,reason applied in the gradebook")
     rp.set_defaults(fn=cmd_report)
+
+    fb = sub.add_parser(
+        "feedback", help="one zip per student of what a student may be sent (for an LMS), from OUT's store"
+    )
+    fb.add_argument("out", help="a folder `wiregrade grade` wrote")
+    fb.add_argument("--out", dest="dest", required=True, metavar="DIR", help="where to write the zips")
+    fb.set_defaults(fn=cmd_feedback)
 
     s = sub.add_parser("samples", help="make the reference and sample submissions (with fresh keys)")
     s.add_argument("id")
