@@ -6,6 +6,7 @@ command grader and reporter as their sources do). And the README's commands, run
 from __future__ import annotations
 
 import base64
+import enum
 import json
 import os
 import re
@@ -20,8 +21,11 @@ import yaml
 
 from harness._assignment import Assignment, assignment_ids, load_assignment
 from harness._bundle import make_bundle
-from harness._classroom import JOB, REPORT_DIR, REPORT_RUNNER, public_checks
-from tests.conftest import Exercises, needs_tshark
+from harness._classroom import JOB, REPORT_DIR, REPORT_RUNNER, markdown_summary, public_checks
+from harness._outputs import gradescope, gradescope_test_html
+from harness._results import CheckResult, Evidence, Outcome, SubmissionResult, Visibility
+from harness.cli import ExitCode, main
+from tests.conftest import ROOT, Exercises, needs_tshark
 
 WORKFLOW = ".github/workflows/classroom.yml"
 TOOLS_STEP = "Install the tools wiregrade drives"  # apt-get: this machine has them already
@@ -304,3 +308,100 @@ def test_the_readme_commands_work_as_written(exercises: Exercises, tmp_path: Pat
     assert (mine / REPORT_DIR / "report.html").is_file()
     assert not (mine / ".wiregrade" / "report.html").exists()
     assert git("status", "--porcelain", cwd=mine) == "", "the self-check left files git would commit"
+
+
+# --- what a run shows --------------------------------------------------------------------------
+
+FRAMES = [
+    {
+        "no": 4,
+        "time": "0.001",
+        "src": "client",
+        "protocol": "TCP",
+        "length": 80,
+        "info": "GET | x",
+        "payload": "secret `here`",
+        "plaintext": True,
+    },
+]
+
+
+def shown(outcome: object, **kw: object) -> SubmissionResult:
+    checks = (
+        CheckResult("a", "First | one", 2, 2, Outcome.PASSED, Visibility.PUBLIC),
+        CheckResult(
+            "b",
+            "Second",
+            3,
+            0,
+            outcome,
+            Visibility.PUBLIC,  # type: ignore[arg-type]
+            seen="it printed ``` and went on",
+            hint="Try this.",
+            evidence=(Evidence("frames", "What an eavesdropper saw", FRAMES),),
+            **kw,  # type: ignore[arg-type]
+        ),
+        CheckResult("c", "Secret", 5, 0, Outcome.FAILED, Visibility.HIDDEN, seen="HIDDEN-DETAIL"),
+    )
+    return SubmissionResult("tls-server", "s", checks, visibility="all")
+
+
+def test_the_step_summary_tables_checks_fences_failures_and_shows_frames() -> None:
+    text = markdown_summary(shown(Outcome.FAILED))
+    assert "| ✅ | First \\| one | passed | 2/2 |" in text
+    assert "| ❌ | Second | failed | 0/3 |" in text
+    assert "````text\nit printed ``` and went on" in text  # a fence the student's output cannot close
+    assert "| 4 🔴 | 0.001 | client | TCP | 80 | GET \\| x | `secret 'here'` |" in text
+    assert "HIDDEN-DETAIL" not in text and "| Secret | failed | 0/5 |" in text
+
+
+def test_a_status_the_summary_does_not_know_shows_as_its_own_word() -> None:
+    blocked = enum.Enum("Later", {"BLOCKED": "blocked"})  # as a status added later would be
+    text = markdown_summary(shown(blocked.BLOCKED))
+    assert "| ⛔ | Second | blocked | 0/3 |" in text and "### ⛔ Second (blocked)" in text
+    html = gradescope_test_html(shown(blocked.BLOCKED).checks[1])
+    assert "<strong>blocked</strong>" in html
+
+
+def test_gradescope_shows_each_public_check_with_its_evidence_in_html() -> None:
+    gs = gradescope(shown(Outcome.FAILED))
+    tests = gs["tests"]
+    assert [t["number"] for t in tests] == ["1", "2", "3"] and [t["tags"] for t in tests] == [
+        ["a"],
+        ["b"],
+        ["c"],
+    ]
+    assert tests[1]["output_format"] == "html" and "secret `here`" in tests[1]["output"]
+    assert '<tr style="color:#b00">' in tests[1]["output"] and "GET | x" in tests[1]["output"]
+    assert tests[2]["visibility"] == "after_published" and tests[2]["output"] == ""
+    assert "Public checks: 2/5 on 2 checks." in gs["output"] and "HIDDEN-DETAIL" not in json.dumps(gs)
+
+
+def test_a_grader_error_says_so_at_the_top_on_gradescope() -> None:
+    gs = gradescope(shown(Outcome.ERROR))
+    assert gs["output"].startswith("GRADER ERROR: re-run.")
+    assert gs["tests"][1]["name"] == "[grader error] Second" and gs["extra_data"] == {"grader_error": True}
+
+
+# --- which engine a self-check uses ------------------------------------------------------------
+
+
+def test_a_self_check_uses_the_repositorys_own_checks_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One venv, several exercises: the checks in DIR/.wiregrade, whatever engine is installed."""
+    from tests.test_plugin import make_project
+
+    repo = tmp_path / "repo"
+    make_project(
+        repo / ".wiregrade",
+        "from harness import check\n\n@check(title='t', points=10)\ndef test_x():\n    pass\n",
+    )
+    monkeypatch.setenv("WIREGRADE_HOME", str(ROOT))  # an engine without this exercise
+    assert main(["check", "boom", str(repo)]) == ExitCode.OK
+    assert (repo / REPORT_DIR / "report.html").is_file() and not (
+        repo / ".wiregrade" / "report.html"
+    ).exists()
+    # An autograder (--all) never takes checks from the folder it grades: that is the student's.
+    assert main(["check", "boom", str(repo), "--all", "--out", str(tmp_path / "o")]) == ExitCode.USAGE
+    assert os.environ["WIREGRADE_HOME"] == str(ROOT)
