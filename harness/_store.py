@@ -48,7 +48,7 @@ CREATE TABLE IF NOT EXISTS secrets (
 """
 
 CHUNK = 1 << 20  # files are hashed 1 MiB at a time, never read whole
-SKIPPED = ("__pycache__", ".wiregrade")  # folders that are not the student's work
+SKIPPED = ("__pycache__", ".wiregrade", ".wiregrade-report")  # folders that are not the student's work
 
 
 def fingerprint_files(folder: Path) -> str:

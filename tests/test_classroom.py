@@ -405,3 +405,17 @@ def test_a_self_check_uses_the_repositorys_own_checks_first(
     # An autograder (--all) never takes checks from the folder it grades: that is the student's.
     assert main(["check", "boom", str(repo), "--all", "--out", str(tmp_path / "o")]) == ExitCode.USAGE
     assert os.environ["WIREGRADE_HOME"] == str(ROOT)
+
+
+def test_a_self_checks_output_and_the_engine_are_not_graded_again(tmp_path: Path) -> None:
+    from harness._context import copy_regular
+
+    repo = tmp_path / "repo"
+    (repo / REPORT_DIR).mkdir(parents=True)
+    (repo / REPORT_DIR / "keys.log").write_text("CLIENT_RANDOM ...")
+    (repo / ".wiregrade" / "harness").mkdir(parents=True)
+    (repo / ".wiregrade" / "harness" / "cli.py").write_text("")
+    (repo / "server.py").write_text("print('hi')")
+    (tmp_path / "copy").mkdir()
+    copy_regular(repo, tmp_path / "copy")
+    assert sorted(p.name for p in (tmp_path / "copy").rglob("*")) == ["server.py"]
