@@ -167,41 +167,48 @@ jobs:
 
 def self_check_commands(a: Assignment) -> str:
     """The commands a student copies, in order: each works as written from the repository."""
-    return (
-        "```sh\n"
-        "python3 -m venv .venv                           # once: a Python of its own for this repository\n"
-        f".venv/bin/python -m pip install ./{ENGINE_DIR}     # once, and when the checks are updated\n"
-        f".venv/bin/wiregrade check {a.id} .{' ' * max(1, 23 - len(a.id))}# each time: the public checks\n"
-        "```\n"
-    )
+    lines = [
+        ("python3 -m venv .venv", "once: a Python of its own for this repository"),
+        (f".venv/bin/python -m pip install ./{ENGINE_DIR}", "once, and when the checks are updated"),
+        (f".venv/bin/wiregrade check {a.id} .", "each time: the public checks"),
+    ]
+    width = max(len(c) for c, _ in lines) + 2
+    return "```sh\n" + "".join(f"{c:<{width}}# {why}\n" for c, why in lines) + "```\n"
 
 
-def self_check_section(a: Assignment) -> str:
-    """The bundle README's self-check section (the handout's own, for a repository)."""
-    paragraphs = [
+def self_check_section(a: Assignment, handout_text: str = "") -> str:
+    """The bundle README's self-check section: the set-up commands first, then what the
+    handout says of its self-check (its own commands left out), then the repository's part."""
+    intro = (
         "In this repository, as an ordinary user (no root needed), with Python 3.10 or newer "
-        "(Debian/Ubuntu: `sudo apt install python3-venv tshark`):",
-        f"It prints each check with a hint when it fails and writes everything it made to "
-        f"`{REPORT_DIR}/` (git ignores it): open `{REPORT_DIR}/report.html` in a browser to see what "
-        f"an eavesdropper saw of your traffic; `{REPORT_DIR}/capture.pcap` with the grader's TLS keys "
-        f"in `{REPORT_DIR}/keys.log` opens in Wireshark. Exit code 0: all public checks passed; 1: "
-        "some failed; 3: the grader itself failed (not your work: run it again). The hidden checks "
-        "run when your instructor grades.",
+        "(Debian/Ubuntu: `sudo apt install python3-venv tshark`):"
+    )
+    after = [
+        f"Everything a self-check makes goes to `{REPORT_DIR}/` (git ignores it); the report is "
+        f"`{REPORT_DIR}/report.html`. Exit code 0: all public checks passed; 1: some failed; 3: the "
+        "grader itself failed (not your work: run it again). The hidden checks run when your "
+        "instructor grades.",
         "Every push runs the same checks on GitHub (the *Actions* tab): each public check is worth "
         "its points there, the run's summary shows what failed, and the full report is the run's "
         f"`{ARTIFACT}` artifact. Commit your work with `git add -A && git commit`: everything the "
         "handout asks for is kept.",
     ]
-    first, *rest = (textwrap.fill(p, 100, break_on_hyphens=False) for p in paragraphs)
-    return "## Self-check\n\n" + first + "\n\n" + self_check_commands(a) + "\n" + "\n\n".join(rest) + "\n"
+    fill = lambda p: textwrap.fill(p, 100, break_on_hyphens=False)  # noqa: E731
+    handout_says = re.sub(r"```.*?```\n?", "", handout_text, count=1, flags=re.S).strip()
+    if handout_says[:1].islower():  # it went on from the handout's own command
+        handout_says = "The self-check " + handout_says
+    parts = [fill(intro), self_check_commands(a).rstrip("\n")]
+    parts += [handout_says] if handout_says else []
+    parts += [fill(p) for p in after]
+    return "## Self-check\n\n" + "\n\n".join(parts) + "\n"
 
 
 def bundle_readme(a: Assignment, handout: str) -> str:
     """The handout with its self-check section made for the repository (set-up commands first)."""
-    section = self_check_section(a)
-    m = re.search(r"^## Self-check[^\n]*\n(?:.*?)(?=^## |\Z)", handout, flags=re.M | re.S)
+    m = re.search(r"^## Self-check[^\n]*\n(.*?)(?=^## |\Z)", handout, flags=re.M | re.S)
     if m is None:
-        return handout.rstrip("\n") + "\n\n" + section
+        return handout.rstrip("\n") + "\n\n" + self_check_section(a)
+    section = self_check_section(a, m.group(1))
     return handout[: m.start()] + section + ("\n" if m.end() < len(handout) else "") + handout[m.end() :]
 
 

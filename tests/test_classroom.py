@@ -280,7 +280,16 @@ def test_every_bundle_readme_gives_the_install_commands(assignment: str, tmp_pat
     assert commands[0].startswith("python3 -m venv ")
     assert any("pip install ./.wiregrade" in c for c in commands)
     assert commands[-1].endswith(f"wiregrade check {assignment} .")
-    assert "WIREGRADE_HOME" not in (repo / "README.md").read_text()
+    text = (repo / "README.md").read_text()
+    assert "WIREGRADE_HOME" not in text
+    handout = (load_assignment(assignment).handout_dir / "README.md").read_text()
+    if "## Self-check" in handout:  # what the handout says of its self-check stays, its commands go
+        own = re.sub(
+            r"```.*?```", "", handout[handout.index("## Self-check") :].split("\n## ")[0], flags=re.S
+        )
+        said = [ln for ln in own.splitlines()[2:] if ln.strip() and "/path/to/wiregrade" not in ln]
+        assert [ln for ln in said if ln not in text] == []
+        assert "/path/to/wiregrade" not in text
 
 
 @needs_tshark
