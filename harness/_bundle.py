@@ -3,8 +3,9 @@
 The student bundle holds the handout, the starter, and an engine with the **public** checks
 only: grader files are chosen by name (``check_*.py``, ``support.py``, ``conftest.py``); hidden
 checks live in ``hidden_*.py`` (the plugin refuses a hidden check anywhere else), samples and
-the reference are never copied. The Gradescope autograder is for the instructor to upload: it
-holds every check and runs them all on Gradescope's machine.
+the reference are never copied; its workflow, .gitignore and README section come from
+:mod:`._classroom`. The Gradescope autograder is for the instructor to upload: it holds every
+check and runs them all on Gradescope's machine.
 """
 
 from __future__ import annotations
