@@ -3,8 +3,9 @@
 The student bundle holds the handout, the starter, and an engine with the **public** checks
 only: grader files are chosen by name (``check_*.py``, ``support.py``, ``conftest.py``); hidden
 checks live in ``hidden_*.py`` (the plugin refuses a hidden check anywhere else), samples and
-the reference are never copied. The Gradescope autograder is for the instructor to upload: it
-holds every check and runs them all on Gradescope's machine.
+the reference are never copied; its workflow, .gitignore and README section come from
+:mod:`._classroom`. The Gradescope autograder is for the instructor to upload: it holds every
+check and runs them all on Gradescope's machine.
 """
 
 from __future__ import annotations
@@ -15,11 +16,23 @@ import zipfile
 from pathlib import Path
 
 from ._assignment import Assignment, project_root
-from ._checks import CheckSpec
+from ._classroom import (
+    ENGINE_DIR,
+    GRADER_ERROR,
+    REPORT_DIR,
+    bundle_readme,
+    gitignore,
+    public_checks,
+    workflow,
+)
 from ._errors import HarnessError
 
+__all__ = ["make_bundle", "make_gradescope", "public_checks"]
+
 PUBLIC_GRADER_FILES = ("pytest.ini", "conftest.py", "support.py", "scenario.py", "check_*.py")
-_SKIP = shutil.ignore_patterns("__pycache__", "*.pyc", ".wiregrade", ".nginx-tmp")
+_SKIP = shutil.ignore_patterns(
+    "__pycache__", "*.pyc", ENGINE_DIR, REPORT_DIR, ".venv", "build", "*.egg-info", ".nginx-tmp"
+)
 
 
 def _copy_engine(a: Assignment, dest: Path, *, hidden: bool) -> None:
@@ -28,8 +41,10 @@ def _copy_engine(a: Assignment, dest: Path, *, hidden: bool) -> None:
     dest.mkdir(parents=True)
     shutil.copyfile(root / "pyproject.toml", dest / "pyproject.toml")
     (dest / "README.md").write_text(
-        "# wiregrade engine\n\nThe checks of this exercise and the engine that runs them. Installed with "
-        "`pip install .`; run with `WIREGRADE_HOME=<this folder> wiregrade check ...`.\n"
+        f"# wiregrade engine\n\nThe checks of `{a.id}` and the engine that runs them. Install it into a "
+        "virtual environment (`python3 -m venv .venv && .venv/bin/python -m pip install ./.wiregrade` "
+        f"from the repository); `wiregrade check {a.id} DIR` uses the checks in `DIR/.wiregrade` "
+        "first, so one environment serves every exercise's repository.\n"
     )
     shutil.copytree(root / "harness", dest / "harness", ignore=_SKIP)
     shutil.copytree(root / "reports", dest / "reports", ignore=_SKIP)
@@ -46,82 +61,6 @@ def _copy_engine(a: Assignment, dest: Path, *, hidden: bool) -> None:
     shutil.copyfile(a.handout_dir / "assignment.toml", dest / "assignments" / a.id / "assignment.toml")
 
 
-def public_checks(a: Assignment) -> list[CheckSpec]:
-    """The public checks, in file order, without running anything (for the workflow's steps)."""
-    import ast
-
-    specs = []
-    for f in sorted(a.grader_dir.glob("check_*.py")):
-        for node in ast.parse(f.read_text()).body:
-            if not isinstance(node, ast.FunctionDef):
-                continue
-            for d in node.decorator_list:
-                if isinstance(d, ast.Call) and getattr(d.func, "id", "") == "check":
-                    kw = {
-                        k.arg: ast.literal_eval(k.value) for k in d.keywords if k.arg in ("title", "points")
-                    }
-                    cid = node.name.removeprefix("test_").replace("_", "-")
-                    specs.append(CheckSpec(cid, kw["title"], float(kw["points"]), None, "", "", None))  # type: ignore[arg-type]
-    return specs
-
-
-def _workflow(a: Assignment) -> str:
-    checks = public_checks(a)
-    steps = []
-    runners = []
-    for i, c in enumerate(checks, 1):
-        sid = f"check-{i}"
-        runners.append(sid)
-        title = c.title.replace('"', "'")
-        steps.append(
-            f"""      - name: "{title}"
-        id: {sid}
-        uses: classroom-resources/autograding-command-grader@v1
-        with:
-          test-name: "{title}"
-          command: wiregrade result .wiregrade-report {c.id}
-          timeout: 1
-          max-score: {c.points:g}
-"""
-        )
-    env = "".join(f'          {r.upper()}_RESULTS: "${{{{steps.{r}.outputs.result}}}}"\n' for r in runners)
-    return f"""# Runs the public checks of `{a.id}` on every push and reports the points to GitHub Classroom.
-# Made by `wiregrade bundle`; the hidden checks run only when your instructor grades.
-name: wiregrade
-on: [push, workflow_dispatch]
-permissions:
-  checks: write
-  actions: read
-  contents: read
-jobs:
-  check:
-    runs-on: ubuntu-latest
-    timeout-minutes: 15
-    steps:
-      - uses: actions/checkout@v4
-      - uses: actions/setup-python@v5
-        with:
-          python-version: "3.12"
-      - name: Install wiregrade and the tools it drives
-        run: |
-          sudo apt-get update -qq
-          sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \\
-            tshark stunnel4 nginx-light openssl bubblewrap
-          # Ubuntu 24.04 forbids unprivileged user namespaces; wiregrade captures inside one
-          sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0 || true
-          python -m pip install -q ./.wiregrade
-      - name: Self-check (public checks)
-        env:
-          WIREGRADE_HOME: .wiregrade
-        run: wiregrade check {a.id} . --out .wiregrade-report || true
-{"".join(steps)}      - name: Report points to GitHub Classroom
-        uses: classroom-resources/autograding-grading-reporter@v1
-        env:
-{env}        with:
-          runners: {",".join(runners)}
-"""
-
-
 def make_bundle(a: Assignment, out: Path) -> Path:
     """The starter repository a student receives."""
     if out.exists() and any(out.iterdir()):
@@ -130,34 +69,43 @@ def make_bundle(a: Assignment, out: Path) -> Path:
     for f in sorted(a.handout_dir.iterdir()):
         if f.name in ("samples", "assignment.toml") or f.name.startswith("."):
             continue
-        if f.is_dir():
+        if f.name == "README.md":
+            (out / f.name).write_text(bundle_readme(a, f.read_text()))
+        elif f.is_dir():
             shutil.copytree(f, out / f.name, ignore=_SKIP)
         else:
             shutil.copy2(f, out / f.name)
-    _copy_engine(a, out / ".wiregrade", hidden=False)
+    _copy_engine(a, out / ENGINE_DIR, hidden=False)
     wf = out / ".github" / "workflows"
     wf.mkdir(parents=True)
-    (wf / "wiregrade.yml").write_text(_workflow(a))
-    (out / ".gitignore").write_text(".wiregrade-report/\n__pycache__/\n*.key\n*.pem\n")
+    (wf / "classroom.yml").write_text(workflow(a))
+    (out / ".gitignore").write_text(gitignore(a))
     return out
 
 
 RUN_AUTOGRADER = """#!/usr/bin/env bash
 # Gradescope runs this for each submission: every check, hidden ones included.
+# wiregrade's exit code: 0 all checks passed, 1 some failed (the student's: results.json is
+# handed over), 2 or 3 the grader itself failed. Then no results.json is left: Gradescope shows
+# the run as failed ("The autograder failed to execute correctly") and records no score, rather
+# than a score that counts checks which never ran against the student. This output (the
+# instructor's "Autograder Output") says which; "Rerun Autograder" grades the submission again.
 set -uo pipefail
 ROOT="${AUTOGRADER_ROOT:-/autograder}"
 WIREGRADE="${WIREGRADE:-$ROOT/venv/bin/wiregrade}"
 mkdir -p "$ROOT/results"
+rm -f "$ROOT/results/results.json"
+code=0
 WIREGRADE_HOME="$ROOT/source/wiregrade" "$WIREGRADE" check {id} "$ROOT/submission" --all \\
-    --out "$ROOT/results/wiregrade"
-code=$?
-if [ -f "$ROOT/results/wiregrade/results.json" ]; then
+    --out "$ROOT/results/wiregrade" || code=$?
+if [ "$code" -le 1 ] && [ -f "$ROOT/results/wiregrade/results.json" ]; then
     cp "$ROOT/results/wiregrade/results.json" "$ROOT/results/results.json"
-else
-    msg="Autograder failure (exit $code): not your fault, ask for a regrade."
-    printf '{"score": 0, "output": "%s"}\\n' "$msg" > "$ROOT/results/results.json"
+    exit 0
 fi
-exit 0
+echo "wiregrade: {grader_error} (exit $code). No score was recorded for this submission: the grader"
+echo "itself failed, which is not the student's doing. Rerun the autograder; the session log follows."
+tail -n 60 "$ROOT/results/wiregrade/session.log" 2>/dev/null
+exit "$code"
 """
 
 SETUP = """#!/usr/bin/env bash
@@ -171,6 +119,22 @@ python3 -m venv /autograder/venv
 """
 
 
+GRADESCOPE_README = """# wiregrade autograder for `{id}`
+
+For the instructor: upload this zip as a Gradescope programming assignment's autograder; never
+give it to students (it holds the hidden checks).
+
+- Each check is one test: `number` "1", "2", ... in grading order, the check's id in `tags`.
+- Hidden checks have `visibility: after_published`: a student sees them (title and score only)
+  once you publish grades, so resubmitting cannot be used to probe them. Gradescope then hides
+  the student's total until publishing too; the top-level output states the public subtotal,
+  so a student still sees where they stand on the checks they can see.
+- A grader error (wiregrade exit 3) leaves no results.json on purpose: Gradescope marks the run
+  as failed and records no score, never a zero for checks that did not run. The Autograder
+  Output says what failed; use "Rerun Autograder" on that submission.
+"""
+
+
 def make_gradescope(a: Assignment, out_zip: Path, workdir: Path) -> Path:
     """Gradescope's autograder.zip: setup.sh, run_autograder, and the engine with all checks."""
     stage = workdir / "autograder"
@@ -178,7 +142,10 @@ def make_gradescope(a: Assignment, out_zip: Path, workdir: Path) -> Path:
         shutil.rmtree(stage)
     stage.mkdir(parents=True)
     (stage / "setup.sh").write_text(SETUP)
-    (stage / "run_autograder").write_text(RUN_AUTOGRADER.replace("{id}", a.id))
+    (stage / "run_autograder").write_text(
+        RUN_AUTOGRADER.replace("{id}", a.id).replace("{grader_error}", GRADER_ERROR)
+    )
+    (stage / "README.md").write_text(GRADESCOPE_README.replace("{id}", a.id))
     _copy_engine(a, stage / "wiregrade", hidden=True)
     out_zip.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(out_zip, "w", zipfile.ZIP_DEFLATED) as zf:

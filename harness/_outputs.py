@@ -67,36 +67,103 @@ def feedback_text(c: CheckResult) -> str:
 # --- Gradescope ------------------------------------------------------------------------------
 
 
+GRADESCOPE_ROWS = 40  # frames of one table in a test's output
+GRADESCOPE_TEXT = 8000  # characters of one piece of evidence in a test's output
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit] + "\n… (the rest is in the report)"
+
+
+def gradescope_test_html(c: CheckResult) -> str:
+    """One public check as Gradescope shows it (``output_format: html``): its status in its own
+    word, the feedback, and what it saw (texts, output, the frames an eavesdropper read)."""
+    esc = html.escape
+    parts = [f"<p><strong>{esc(c.outcome.value)}</strong> ({c.score:g}/{c.points:g})</p>"]
+    if text := feedback_text(c):
+        parts.append(f"<pre>{esc(_cut(text, GRADESCOPE_TEXT))}</pre>")
+    for e in c.evidence:
+        parts.append(f"<h4>{esc(e.title)}</h4>")
+        if e.kind == "frames" and isinstance(e.data, list):
+            head = ("No.", "Time", "From", "Protocol", "Length", "Info", "Bytes an eavesdropper reads")
+            rows = ["<tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>"]
+            keys = ("no", "time", "src", "protocol", "length", "info", "payload")
+            for f in e.data[:GRADESCOPE_ROWS]:
+                if isinstance(f, dict):
+                    style = ' style="color:#b00"' if f.get("plaintext") else ""
+                    cells = "".join(f"<td>{esc(str(f.get(k, '')))}</td>" for k in keys)
+                    rows.append(f"<tr{style}>{cells}</tr>")
+            if len(e.data) > GRADESCOPE_ROWS:
+                rows.append(f"<tr><td colspan=7>… {len(e.data) - GRADESCOPE_ROWS} more frames</td></tr>")
+            parts.append("<table>" + "".join(rows) + "</table>")
+            parts.append("<p>Rows in red carry your message in clear.</p>")
+        elif e.kind == "pair" and isinstance(e.data, dict):
+            for heading, text in (e.data.get("left", ("", "")), e.data.get("right", ("", ""))):
+                parts.append(
+                    f"<p><em>{esc(str(heading))}</em></p><pre>{esc(_cut(str(text), GRADESCOPE_TEXT))}</pre>"
+                )
+        else:
+            parts.append(f"<pre>{esc(_cut(str(e.data), GRADESCOPE_TEXT))}</pre>")
+    return xml_safe("\n".join(parts))
+
+
 def gradescope(result: SubmissionResult) -> dict[str, Any]:
-    """results.json as Gradescope reads it (hidden checks: title and score, shown after publishing)."""
+    """results.json as Gradescope reads it.
+
+    Each check is a test numbered "1", "2", ... with its id in ``tags``. Hidden checks are
+    ``after_published`` (title and score only): students cannot probe them by resubmitting, and
+    Gradescope then hides the total until grades are published, so the top-level output states
+    the public subtotal. A grader ERROR is named as one and said at the top; ``run_autograder``
+    hands no results.json to Gradescope at all in that case (exit 3), so it is never a silent 0.
+    """
     r = result.for_student()
     tests = []
-    for c in r.checks:
+    for number, c in enumerate(r.checks, 1):
+        error = c.outcome is Outcome.ERROR
         test: dict[str, Any] = {
-            "name": c.title if c.outcome is not Outcome.ERROR else f"[grader error] {c.title}",
+            "name": f"[grader error] {c.title}" if error else c.title,
             "name_format": "text",
-            "number": c.id,
+            "number": str(number),
+            "tags": [c.id],
             "score": c.score,
             "max_score": c.points,
             "status": "passed" if c.outcome is Outcome.PASSED else "failed",
             "visibility": GRADESCOPE_HIDDEN if c.hidden else "visible",
-            "output": "" if c.hidden else feedback_text(c),
-            "output_format": "text",
+            "output": "" if c.hidden else gradescope_test_html(c),
+            "output_format": "html",
         }
+        if error:
+            test["extra_data"] = {"grader_error": True}
         tests.append(test)
+    public = [c for c in r.checks if not c.hidden]
+    hidden = [c for c in r.checks if c.hidden]
+    lines = []
+    if r.refused:
+        lines.append(f"Your submission could not be graded: {r.refused}")
+    elif r.harness_error or r.errors:
+        lines.append(
+            "GRADER ERROR: re-run. The grader itself failed on part of this submission; those checks "
+            "are marked [grader error]. Not your work: they are not counted against you once re-run."
+        )
+    if public:
+        lines.append(
+            f"Public checks: {sum(c.score for c in public):g}/{sum(c.points for c in public):g} "
+            f"on {len(public)} checks."
+        )
+    if hidden:
+        lines.append(
+            f"Hidden checks: {len(hidden)} worth {sum(c.points for c in hidden):g} points, shown when "
+            "grades are published (your total is shown then too)."
+        )
     out: dict[str, Any] = {
         "score": r.score,
         "execution_time": round(r.duration, 2),
+        "output": "\n".join(lines),
         "output_format": "text",
         "tests": tests,
     }
-    if r.refused:
-        out["output"] = f"Your submission could not be graded: {r.refused}"
-    elif r.harness_error or r.errors:
-        out["output"] = (
-            "The grader itself failed on part of this submission; those checks are marked "
-            "[grader error] and will be re-run. They are not counted against you."
-        )
+    if r.harness_error or r.errors:
+        out["extra_data"] = {"grader_error": True}
     return out
 
 

@@ -19,7 +19,10 @@ from pathlib import Path
 from ._errors import CheckFailed
 
 # Folders a submission may carry that are never graded, copied or counted: tools' own state.
-NOT_GRADED = frozenset({".git", "__pycache__", ".venv", "venv", "node_modules"})
+# .wiregrade is the engine a starter repository carries, .wiregrade-report a self-check's output.
+NOT_GRADED = frozenset(
+    {".git", "__pycache__", ".venv", "venv", "node_modules", ".wiregrade", ".wiregrade-report"}
+)
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC

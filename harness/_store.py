@@ -61,7 +61,7 @@ CREATE TABLE IF NOT EXISTS arrivals (
 
 STORE_NAME = "wiregrade.db"  # in OUT
 CHUNK = 1 << 20  # files are hashed 1 MiB at a time, never read whole
-SKIPPED = ("__pycache__", ".wiregrade")  # folders that are not the student's work
+SKIPPED = ("__pycache__", ".wiregrade", ".wiregrade-report")  # folders that are not the student's work
 
 
 def fingerprint_files(folder: Path) -> str:

@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import enum
 import os
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TextIO
 
 from ._assignment import Assignment, assignment_ids, load_assignment
 from ._bundle import make_bundle, make_gradescope
 from ._capture import SECRET_ENV, seed_for
+from ._classroom import REPORT_DIR, bundled_engine, markdown_summary
 from ._errors import HarnessError
 from ._feedback import FeedbackError, export_feedback
 from ._outputs import feedback_text, write_outputs
@@ -123,14 +125,18 @@ def _options(args: argparse.Namespace, visibility: str) -> SessionOptions:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    a = load_assignment(args.id)
     folder = Path(args.dir).resolve()
-    if not folder.is_dir():
-        print(f"wiregrade: {folder} is not a folder", file=sys.stderr)
-        return ExitCode.USAGE
-    out = Path(args.out).resolve() if args.out else folder / ".wiregrade"
-    result = run_session(a, folder, out, folder.name, _options(args, "all" if args.all else "public"))
-    write_outputs(result, out)
+    # A student's repository carries its exercise's checks: those first, whatever the venv's
+    # engine holds. Never with --all (an autograder): there the folder is the student's.
+    engine = None if args.all else bundled_engine(folder, args.id)
+    with _engine_home(engine):
+        a = load_assignment(args.id)
+        if not folder.is_dir():
+            print(f"wiregrade: {folder} is not a folder", file=sys.stderr)
+            return ExitCode.USAGE
+        out = Path(args.out).resolve() if args.out else folder / REPORT_DIR
+        result = run_session(a, folder, out, folder.name, _options(args, "all" if args.all else "public"))
+        write_outputs(result, out)
     print_summary(result, out / "report.html")
     if summary := os.environ.get("GITHUB_STEP_SUMMARY"):
         with open(summary, "a") as f:
@@ -138,24 +144,21 @@ def cmd_check(args: argparse.Namespace) -> int:
     return _exit_for_check(result)
 
 
-def markdown_summary(result: SubmissionResult) -> str:
-    """For $GITHUB_STEP_SUMMARY: the student's view (hidden checks: title and score only)."""
-    r = result.for_student()
-    icon = {Outcome.PASSED: "✅", Outcome.FAILED: "❌", Outcome.TIMEOUT: "⏱️", Outcome.ERROR: "⚠️"}
-    which = "public checks" if r.visibility == "public" else "checks"
-    lines = [
-        f"## wiregrade: {r.assignment} — {r.score:g}/{r.max_score:g} on {len(r.checks)} {which}",
-        "",
-        "| | check | points |",
-        "|---|---|---|",
-    ]
-    for c in r.checks:
-        lines.append(f"| {icon[c.outcome]} | {c.title} | {c.score:g}/{c.points:g} |")
-    for c in r.checks:
-        if c.outcome is not Outcome.PASSED and not c.hidden:
-            text = feedback_text(c).replace("\n", "\n> ")
-            lines += ["", f"**{c.title}**", "", f"> {text}"]
-    return "\n".join(lines) + "\n"
+@contextlib.contextmanager
+def _engine_home(engine: Path | None) -> Iterator[None]:
+    """WIREGRADE_HOME set to ``engine`` for one command (the session it starts inherits it)."""
+    if engine is None:
+        yield
+        return
+    saved = os.environ.get("WIREGRADE_HOME")
+    os.environ["WIREGRADE_HOME"] = str(engine)
+    try:
+        yield
+    finally:
+        if saved is None:
+            del os.environ["WIREGRADE_HOME"]
+        else:
+            os.environ["WIREGRADE_HOME"] = saved
 
 
 def cmd_result(args: argparse.Namespace) -> int:
@@ -172,6 +175,8 @@ def cmd_result(args: argparse.Namespace) -> int:
     print(f"{check.title}: {check.outcome.value} ({check.score:g}/{check.points:g})")
     if check.outcome is not Outcome.PASSED:
         print(feedback_text(check))
+    if check.outcome is Outcome.ERROR:
+        return ExitCode.HARNESS_ERROR
     return ExitCode.OK if check.outcome is Outcome.PASSED else ExitCode.CHECKS_FAILED
 
 
@@ -407,7 +412,7 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("check", help="self-check a folder with the public checks")
     c.add_argument("id")
     c.add_argument("dir", nargs="?", default=".")
-    c.add_argument("--out", help="where to write the report (default DIR/.wiregrade)")
+    c.add_argument("--out", help=f"where to write the report and all it made (default DIR/{REPORT_DIR})")
     c.add_argument("--all", action="store_true", help="hidden checks too (for an autograder, not students)")
     session_flags(c)
     c.set_defaults(fn=cmd_check)
