@@ -33,6 +33,7 @@ from ._assignment import Assignment, project_root
 from ._capture import SECRET_ENV
 from ._outputs import read_adjustments, write_gradebook, write_index, write_outputs
 from ._proc import become_subreaper, reap_orphans, register_harness_pid, unregister_harness_pid
+from ._progress import PROGRESS_ENV, Event, listen
 from ._results import SubmissionResult
 from ._safefile import NOT_GRADED, walk
 from ._store import Store, fingerprint_files, fingerprint_grader
@@ -59,9 +60,11 @@ def run_session(
     options: SessionOptions = SessionOptions(),
     *,
     capture_secret: str = "",
+    on_event: Callable[[Event], None] | None = None,
 ) -> SubmissionResult:
     """Grade one submission in a subprocess. ``capture_secret`` salts the seeds of the
-    captures the grader makes (the environment's WIREGRADE_CAPTURE_SECRET, if set, wins)."""
+    captures the grader makes (the environment's WIREGRADE_CAPTURE_SECRET, if set, wins).
+    ``on_event`` hears the session's progress (each check as it finishes), from a thread."""
     out.mkdir(parents=True, exist_ok=True)
     result_file = out / "session.json"
     result_file.unlink(missing_ok=True)
@@ -99,6 +102,9 @@ def run_session(
         env[SECRET_ENV] = capture_secret  # the session's environment only: never in a report
     started = time.monotonic()
     deadline = assignment.session_seconds
+    progress_fd, finish_progress = listen(on_event) if on_event else (-1, lambda: None)
+    if progress_fd >= 0:
+        env[PROGRESS_ENV] = str(progress_fd)
     with open(out / "session.log", "wb") as log:
         with _reap_lock:  # never let another thread's reap see this child unregistered
             proc = subprocess.Popen(
@@ -109,6 +115,7 @@ def run_session(
                 env=env,
                 cwd=root,
                 start_new_session=True,
+                pass_fds=(progress_fd,) if progress_fd >= 0 else (),
             )
             register_harness_pid(proc.pid)
         try:
@@ -123,6 +130,7 @@ def run_session(
             with _reap_lock:
                 unregister_harness_pid(proc.pid)
                 reap_orphans()  # student processes of a session that died before cleaning up
+            finish_progress()
     elapsed = time.monotonic() - started
     if timed_out:
         return _failed(

@@ -5,11 +5,15 @@ from __future__ import annotations
 import argparse
 import enum
 import os
+import re
+import shutil
 import subprocess
 import sys
 import tempfile
+import textwrap
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import TextIO
 
@@ -18,6 +22,7 @@ from ._bundle import make_bundle, make_gradescope
 from ._capture import SECRET_ENV, seed_for
 from ._errors import HarnessError
 from ._outputs import feedback_text, write_outputs
+from ._progress import Event
 from ._results import Outcome, SubmissionResult
 from ._runner import (
     Intake,
@@ -36,6 +41,9 @@ class ExitCode(enum.IntEnum):
     CHECKS_FAILED = 1  # check: some public check failed
     USAGE = 2
     HARNESS_ERROR = 3  # the grader itself failed somewhere: results are incomplete
+
+
+INTERRUPTED = 130  # as a shell reports a command ended by Ctrl-C
 
 
 class _Style:
@@ -57,23 +65,77 @@ _MARK = {
 }
 
 
-def print_summary(result: SubmissionResult, report: Path, out: TextIO | None = None) -> None:
+def _width() -> int:
+    return max(40, shutil.get_terminal_size((100, 24)).columns)
+
+
+def _wrapped(text: str, indent: int, width: int) -> list[str]:
+    """Each line of ``text`` filled to ``width``, its continuation lines indented under its
+    words (after a leading "Hint: " or "Expected: "), never splitting a long word or URL."""
+    lines = []
+    for line in text.splitlines() or [""]:
+        label = next((x for x in ("Expected: ", "Hint: ") if line.startswith(x)), "")
+        lines += textwrap.wrap(
+            line,
+            width=width,
+            initial_indent=" " * indent,
+            subsequent_indent=" " * (indent + (len(label) or 2)),
+            break_long_words=False,
+            break_on_hyphens=False,
+        ) or [""]
+    return lines
+
+
+def check_line(title: str, outcome: Outcome, score: float, points: float, st: _Style, width: int) -> str:
+    """One check as it finishes: mark, title (wrapped under itself), points at the end."""
+    label, colour = _MARK[outcome]
+    points_text = f"{score:g}/{points:g}"
+    room = max(20, width - 8 - len(points_text) - 1)
+    parts = textwrap.wrap(title, room, break_long_words=False) or [""]
+    parts[-1] = parts[-1].ljust(min(55, room)) + " " + points_text
+    first, *rest = parts
+    return "\n".join([f"  {st(label, colour)}  {first}", *(" " * 8 + p for p in rest)])
+
+
+def print_summary(
+    result: SubmissionResult, report: Path, out: TextIO | None = None, streamed: Collection[str] = ()
+) -> None:
+    """The end of a self-check. ``streamed``: checks already printed as they finished (their
+    feedback comes here, once, as pytest shows its failures after the progress)."""
     out = out or sys.stdout
     st = _Style(out)
+    width = _width()
     w = lambda s="": print(s, file=out)  # noqa: E731
-    w(st(f"wiregrade check {result.assignment}", "1"))
+    if not streamed:
+        w(st(f"wiregrade check {result.assignment}", "1"))
+    said: set[str] = set()  # a grader error told once, not once per check it stopped
     for c in result.checks:
-        label, colour = _MARK[c.outcome]
-        w(f"  {st(label, colour)}  {c.title:<55} {c.score:g}/{c.points:g}")
-        if c.outcome is not Outcome.PASSED:
-            for line in feedback_text(c).splitlines():
-                w(f"        {line}")
+        if c.id not in streamed:
+            w(check_line(c.title, c.outcome, c.score, c.points, st, width))
+        elif c.outcome is not Outcome.PASSED:
+            w()
+            w(check_line(c.title, c.outcome, c.score, c.points, st, width))
+        if c.outcome is Outcome.ERROR and c.seen in said:
+            w(" " * 8 + "(the same grader error as above)")
+        elif c.outcome is not Outcome.PASSED:
+            for line in _wrapped(feedback_text(c), 8, width):
+                w(line)
+        if c.outcome is Outcome.ERROR:
+            said.add(c.seen)
     w()
     if result.harness_error:
         w(st("The grader could not run: " + result.harness_error.splitlines()[0], "35"))
     public = "public checks" if result.visibility == "public" else "checks"
     w(f"Score: {result.score:g}/{result.max_score:g} on {len(result.checks)} {public}.")
-    if result.errors or result.harness_error:
+    if result.errors and not result.harness_error and shutil.which("tshark") is None:
+        w(
+            st(
+                "Some checks could not run (ERR) because tshark is missing (see the note at the top): "
+                "not your fault, and they cost you nothing.",
+                "35",
+            )
+        )
+    elif result.errors or result.harness_error:
         w(
             st(
                 "The grader itself failed on some checks (ERR): not your fault; re-run, and tell "
@@ -89,9 +151,13 @@ def print_summary(result: SubmissionResult, report: Path, out: TextIO | None = N
     else:
         w(st(f"Some {public} failed: see the hints above.", "31"))
     env = result.environment
-    w(f"Network: {env.isolation_detail}. Traffic seen by: {env.wire_detail or env.wire}.")
+    for line in _wrapped(
+        f"Network: {env.isolation_detail}. Traffic seen by: {env.wire_detail or env.wire}.", 0, width
+    ):
+        w(line)
     if env.sandbox:
-        w(f"Your programs ran in: {env.sandbox}.")
+        for line in _wrapped(f"Your programs ran in: {env.sandbox}.", 0, width):
+            w(line)
     w(f"Report: {report}")
 
 
@@ -120,16 +186,96 @@ def _options(args: argparse.Namespace, visibility: str) -> SessionOptions:
     )
 
 
+def submission_files(a: Assignment) -> list[str]:
+    """The files a student writes, as the exercise's settings name them (programs, configs)."""
+    names = []
+    for section in ("program", "tunnel"):
+        for value in a.settings.get(section, {}).values():
+            if isinstance(value, str) and value.endswith((".py", ".sh", ".conf", ".cnf")):
+                names.append(value)
+    return names
+
+
+def _not_a_submission(a: Assignment, folder: Path) -> str:
+    """Why ``folder`` is plainly not this exercise's submission folder, or ""."""
+    files = submission_files(a)
+    if not files or any((folder / f).is_file() for f in files):
+        return ""
+    wanted = files[0] if len(files) == 1 else ", ".join(files[:-1]) + " or " + files[-1]
+    return f"no {wanted} in {folder}: is this your submission folder?"
+
+
+class LiveCheck:
+    """Prints a self-check as it goes: a header, notes on the set-up, each check as it ends."""
+
+    def __init__(self, a: Assignment, folder: Path, out: TextIO | None = None) -> None:
+        self.a = a
+        self.out = out or sys.stdout
+        self.st = _Style(self.out)
+        self.width = _width()
+        self.streamed: list[str] = []
+        self._lock = threading.Lock()
+        self._say(self.st(f"wiregrade check {a.id}", "1") + f" in {folder}")
+
+    def _say(self, text: str) -> None:
+        with self._lock:
+            print(text, file=self.out, flush=True)
+
+    def _note(self, text: str) -> None:
+        self._say("\n".join(_wrapped("Note: " + text, 0, self.width)))
+
+    def event(self, e: Event) -> None:
+        kind = e.get("event")
+        if kind == "start":
+            which = "checks" if e.get("checks") != 1 else "check"
+            self._say(f"{e.get('checks')} {which} to run; each is printed as it finishes.")
+            if not e.get("private"):
+                self._note(f"no private network: {e.get('network')}.")
+                if (self.a.grader_dir / "scenario.py").exists() and os.geteuid() != 0:
+                    self._note(
+                        "this self-check makes a capture from your name, which needs dumpcap as root "
+                        "or in a user namespace, so its checks will show ERR here (not counted). "
+                        "Meanwhile test your program on the practice capture in your folder, as the "
+                        "handout says (practice.pcap and practice-answer.json)."
+                    )
+            if shutil.which("tshark") is None:
+                self._note(TSHARK_MISSING)
+        elif kind == "note":
+            self._note(str(e.get("text", "")))
+        elif kind == "check":
+            try:
+                outcome = Outcome(e["outcome"])
+                line = check_line(
+                    str(e["title"]), outcome, float(e["score"]), float(e["points"]), self.st, self.width
+                )
+            except (KeyError, ValueError, TypeError):
+                return
+            self.streamed.append(str(e.get("id")))
+            self._say(line)
+
+
+TSHARK_MISSING = (
+    "tshark is not installed, so the checks that read the traffic cannot run (they show ERR, "
+    "which costs you nothing). Install it: on Debian/Ubuntu `sudo apt install tshark` (the "
+    "wireshark package for the window alone does not bring it); on Fedora `sudo dnf install wireshark-cli`."
+)
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     a = load_assignment(args.id)
     folder = Path(args.dir).resolve()
     if not folder.is_dir():
         print(f"wiregrade: {folder} is not a folder", file=sys.stderr)
         return ExitCode.USAGE
+    if why := _not_a_submission(a, folder):
+        print(f"wiregrade: {why}", file=sys.stderr)
+        return ExitCode.USAGE
     out = Path(args.out).resolve() if args.out else folder / ".wiregrade"
-    result = run_session(a, folder, out, folder.name, _options(args, "all" if args.all else "public"))
+    live = LiveCheck(a, folder)
+    options = _options(args, "all" if args.all else "public")
+    result = run_session(a, folder, out, folder.name, options, on_event=live.event)
     write_outputs(result, out)
-    print_summary(result, out / "report.html")
+    print_summary(result, out / "report.html", streamed=live.streamed)
     if summary := os.environ.get("GITHUB_STEP_SUMMARY"):
         with open(summary, "a") as f:
             f.write(markdown_summary(result))
@@ -194,17 +340,49 @@ def cmd_grade(args: argparse.Namespace) -> int:
         print(f"wiregrade: {subs} is not a folder of submissions", file=sys.stderr)
         return ExitCode.USAGE
     out = Path(args.out)
-    results = _grade(a, subs, out, args)
+    results, problem = _grade(a, subs, out, args)
+    if problem:
+        return ExitCode.USAGE
     return ExitCode.HARNESS_ERROR if any(r.harness_error or r.errors for r in results) else ExitCode.OK
 
 
-def _grade(a: Assignment, subs: Path, out: Path, args: argparse.Namespace) -> list[SubmissionResult]:
+def _skipped(subs: Path) -> list[str]:
+    """Children of SUBMISSIONS that intake passes over by design (never a student's)."""
+    return sorted(
+        c.name for c in subs.iterdir() if c.name.startswith(".") or c.name == "submission_metadata.yml"
+    )
+
+
+def _batch_problem(subs: Path, got: Intake, only: list[str] | None) -> str:
+    """What makes this batch a usage mistake (nothing in it to grade, --only naming nobody), or ""."""
+    if not got.ready and not got.refused:
+        skipped = _skipped(subs)
+        if skipped:
+            return f"{subs} holds no submissions, only entries that are never graded: {', '.join(skipped)}"
+        return f"{subs} is empty: no submissions to grade. Is it the folder that holds them?"
+    if not got.ready:
+        return (
+            f"nothing in {subs} can be graded: each of its {len(got.refused)} entries was refused (see "
+            "below). Is it the folder of submissions (one folder or archive per student)?"
+        )
+    if only and not set(only) & set(got.ready):
+        known = ", ".join(sorted(got.ready)[:10]) + (", ..." if len(got.ready) > 10 else "")
+        return f"--only {', '.join(only)}: no such student in {subs} (students there: {known})"
+    return ""
+
+
+def _grade(
+    a: Assignment, subs: Path, out: Path, args: argparse.Namespace
+) -> tuple[list[SubmissionResult], str]:
+    """Grade a batch and tell what happened; returns the results and the usage mistake, if any."""
     st = _Style(sys.stderr)
     started = time.monotonic()
     trouble = 0
+    graded_now = 0
 
     def progress(done: int, total: int, r: SubmissionResult) -> None:
-        nonlocal trouble
+        nonlocal trouble, graded_now
+        graded_now = done
         bad = bool(r.harness_error or r.errors)
         trouble += bad
         mark = st("GRADER ERROR", "35") if bad else f"{r.score:g}/{r.max_score:g}"
@@ -231,7 +409,29 @@ def _grade(a: Assignment, subs: Path, out: Path, args: argparse.Namespace) -> li
         on_intake=taken.append,
     )
     errors = [r.student for r in results if r.harness_error or r.errors]
-    print(f"Graded {len(results)} submissions into {out}/ (gradebook.csv, index.html).")
+    only: list[str] | None = getattr(args, "only", None)
+    problem = _batch_problem(subs, taken[0], only) if taken else ""
+    if problem:
+        print(f"wiregrade: {problem}", file=sys.stderr)
+    elif graded_now == 0:
+        print(
+            f"Nothing to do: the {len(results)} submissions in {subs} were all graded before, with the "
+            f"same files and the same grader (kept in {out}/). --force grades them all again; "
+            "--only STUDENT regrades one."
+        )
+    else:
+        kept = len(results) - graded_now
+        print(
+            f"Graded {graded_now} submissions"
+            + (f" ({kept} more unchanged since the last run)" if kept else "")
+            + f" into {out}/ (gradebook.csv, index.html)."
+        )
+    if only and taken and (unknown := sorted(set(only) - set(taken[0].ready))) and not problem:
+        print(f"--only named no such student: {', '.join(unknown)} (not graded)")
+    if skipped := _skipped(subs):
+        print(f"Skipped ({len(skipped)}; hidden files and Gradescope's metadata are never submissions):")
+        for name in skipped:
+            print(f"  {name}")
     refused = sorted((r.student, r.refused) for r in results if r.refused)
     if refused:
         print(f"Refused ({len(refused)}, in the gradebook with the reason):")
@@ -246,7 +446,7 @@ def _grade(a: Assignment, subs: Path, out: Path, args: argparse.Namespace) -> li
             print(f"Renamed: {entry} takes the id {sid} (its own is a name the batch writes in {out}/)")
     if errors:
         print(st(f"Grader errors (not zeros, re-run these): {', '.join(errors)}", "35"))
-    return results
+    return results, problem
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -282,7 +482,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         for s in samples:
             materialize(s, subs / s.name)
         print(f"== {aid}: {len(samples)} submissions", file=sys.stderr)
-        results = _grade(a, subs, out / "reports", args)
+        results, _ = _grade(a, subs, out / "reports", args)
         expected = {s.name: s.expect_failed for s in samples}
         for r in results:
             failed = {c.id for c in r.checks if c.outcome is not Outcome.PASSED}
@@ -297,6 +497,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 code = ExitCode.HARNESS_ERROR
         print(f"Class page: {out / 'reports' / 'index.html'}")
     return code
+
+
+def capture_name(what: str) -> str:
+    """File names for a capture made from ``what`` (a seed or a student): its own characters
+    where they are safe in a file name, so seed S gives S.pcap and practice gives practice.pcap."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", what).strip(".-")
+    return name[:64] or "capture"
 
 
 def cmd_capture(args: argparse.Namespace) -> int:
@@ -325,8 +532,9 @@ def cmd_capture(args: argparse.Namespace) -> int:
                 del os.environ[SECRET_ENV]
             else:
                 os.environ[SECRET_ENV] = saved
+    name = args.name or capture_name(args.student or args.seed)
     cmd = [sys.executable, "-m", "harness._capture", "--assignment", args.id, "--seed", seed]
-    cmd += ["--part", args.part, "--name", args.name, "--out", args.out]
+    cmd += ["--part", args.part, "--name", name, "--out", args.out]
     return subprocess.run(cmd, check=False).returncode
 
 
@@ -424,7 +632,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --student, when WIREGRADE_CAPTURE_SECRET is not set: the secret `grade` made for OUT",
     )
     cp.add_argument("--part", choices=("public", "hidden"), default="public")
-    cp.add_argument("--name", default="practice", help="file names: NAME.pcap, NAME-answer.json")
+    cp.add_argument(
+        "--name", help="file names: NAME.pcap, NAME-answer.json (default: the seed, or the student)"
+    )
     cp.add_argument("--out", default=".")
     cp.set_defaults(fn=cmd_capture)
 
@@ -451,6 +661,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except HarnessError as exc:
         print(f"wiregrade: grader error: {exc}", file=sys.stderr)
         return ExitCode.HARNESS_ERROR
+    except KeyboardInterrupt:  # the session and its programs were stopped on the way out
+        print("\nwiregrade: interrupted (Ctrl-C); everything it started was stopped.", file=sys.stderr)
+        return INTERRUPTED
 
 
 if __name__ == "__main__":
