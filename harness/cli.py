@@ -65,8 +65,12 @@ _MARK = {
 }
 
 
-def _width() -> int:
-    return max(40, shutil.get_terminal_size((100, 24)).columns)
+def _width(stream: object) -> int:
+    """The terminal's width (or $COLUMNS); unbounded in a pipe or a CI log, where a line cut
+    in two only hides a phrase from grep and the viewer wraps it anyway."""
+    if os.environ.get("COLUMNS", "").isdigit() or getattr(stream, "isatty", lambda: False)():
+        return max(40, shutil.get_terminal_size((100, 24)).columns)
+    return 1 << 16
 
 
 def _wrapped(text: str, indent: int, width: int) -> list[str]:
@@ -104,7 +108,7 @@ def print_summary(
     feedback comes here, once, as pytest shows its failures after the progress)."""
     out = out or sys.stdout
     st = _Style(out)
-    width = _width()
+    width = _width(out)
     w = lambda s="": print(s, file=out)  # noqa: E731
     if not streamed:
         w(st(f"wiregrade check {result.assignment}", "1"))
@@ -212,7 +216,7 @@ class LiveCheck:
         self.a = a
         self.out = out or sys.stdout
         self.st = _Style(self.out)
-        self.width = _width()
+        self.width = _width(self.out)
         self.streamed: list[str] = []
         self._lock = threading.Lock()
         self._say(self.st(f"wiregrade check {a.id}", "1") + f" in {folder}")
@@ -271,6 +275,14 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"wiregrade: {why}", file=sys.stderr)
         return ExitCode.USAGE
     out = Path(args.out).resolve() if args.out else folder / ".wiregrade"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        print(
+            f"wiregrade: cannot write the report in {out}: {exc.strerror} (--out another folder?)",
+            file=sys.stderr,
+        )
+        return ExitCode.USAGE
     live = LiveCheck(a, folder)
     options = _options(args, "all" if args.all else "public")
     result = run_session(a, folder, out, folder.name, options, on_event=live.event)

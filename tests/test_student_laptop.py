@@ -16,6 +16,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import textwrap
 import time
@@ -165,7 +166,7 @@ def test_ctrl_c_is_one_line_and_stops_everything(tls_server_submissions: Path, t
 def readme_self_check(readme: str) -> list[str]:
     """The commands of the README's self-check, as a student copies them: the first shell
     block under the heading that names the self-check, comments and blank lines dropped."""
-    section = re.split(r"^#+ .*self-check.*$", readme, maxsplit=1, flags=re.M | re.I)
+    section = re.split(r"^#+\s*self-check\b.*$", readme, maxsplit=1, flags=re.M | re.I)
     assert len(section) == 2, "the bundle README has no self-check section"
     block = re.search(r"^```(?:sh|bash|console|shell)?\n(.*?)^```", section[1], re.M | re.S)
     assert block, "the bundle README's self-check section has no commands"
@@ -269,3 +270,41 @@ def test_a_student_following_the_readme_gets_the_right_verdict(laptop: tuple[Pat
     assert "FAIL  Serves a second client after the first" in run.stdout
     assert "ERR   Ends the session with close_notify" in run.stdout
     assert "FAIL  Ends the session with close_notify" not in run.stdout
+
+
+@needs_tshark
+@pytest.mark.slow
+def test_without_namespaces_a_capture_exercise_points_at_the_practice_capture(
+    exercises: Exercises, request: pytest.FixtureRequest
+) -> None:
+    exe, why = interpreter_for_nobody()
+    if exe is None:
+        pytest.skip(why)
+    nobody = pwd.getpwnam("nobody")
+    home = Path(tempfile.mkdtemp(prefix="wiregrade-laptop-"))
+    request.addfinalizer(lambda: shutil.rmtree(home, ignore_errors=True))
+    work = home / "student"
+    shutil.copytree(exercises.submissions("plaintext-http") / "reference", work)
+    for p in [home, work, *work.rglob("*")]:
+        os.chown(p, nobody.pw_uid, nobody.pw_gid)
+    site = sysconfig.get_paths()["purelib"]
+    run = subprocess.run(
+        ["setpriv", f"--reuid={nobody.pw_uid}", f"--regid={nobody.pw_gid}", "--clear-groups"]
+        + [exe, "-m", "harness", "check", "plaintext-http", str(work)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=ROOT,
+        check=False,
+        env={
+            "PATH": os.environ["PATH"],
+            "HOME": str(home),
+            "PYTHONPATH": f"{ROOT}:{site}",
+            RESTRICT_ENV: "1",
+        },
+    )
+    shown = run.stdout + run.stderr
+    assert run.returncode == 3, shown  # its checks could not run here: ERR, never a 0
+    assert "Note: no private network: user namespaces are restricted on this system" in run.stdout
+    assert "test your program on the practice capture in your folder" in run.stdout
+    assert not re.search(r"^\s+FAIL ", run.stdout, re.M), shown
