@@ -337,7 +337,7 @@ class GradingContext:
         holder = holder_of(handout_port)
         self.port_busy_note = (
             f"port {handout_port} was busy on this machine (held by {holder or 'a program we cannot see'}); "
-            f"your server is told port {port} instead, as its first argument"
+            f"your server is given port {port} instead, on its command line"
         )
         return port
 
