@@ -169,15 +169,15 @@ def test_check_in_a_folder_without_the_program_says_so_in_one_line(
 
 def test_terminal_lines_wrap_to_the_width_with_a_hanging_indent() -> None:
     from harness._results import Outcome
-    from harness.cli import _Style, _wrapped, check_line
+    from harness._terminal import Style, check_line, wrapped
 
     text = "Hint: " + "call ssl_sock.unwrap() before closing the socket " * 4
-    lines = _wrapped(text, 8, 60)
+    lines = wrapped(text, 8, 60)
     assert len(lines) > 1 and all(len(x) <= 60 for x in lines)
     assert lines[0].startswith(" " * 8 + "Hint: call")
     assert all(x.startswith(" " * 14) and x[14] != " " for x in lines[1:])  # under the hint's words
     title = "A very long check title that cannot fit on one line of a narrow terminal at all"
-    shown = check_line(title, Outcome.FAILED, 0, 2, _Style(None), 50).splitlines()
+    shown = check_line(title, Outcome.FAILED, 0, 2, Style(None), 50).splitlines()
     assert len(shown) > 1 and all(len(x) <= 50 for x in shown)
     assert shown[0].startswith("  FAIL  A very") and shown[-1].rstrip().endswith("0/2")
     assert all(x.startswith(" " * 8) for x in shown[1:])
