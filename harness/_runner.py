@@ -540,14 +540,18 @@ def grade_batch(
             ): (name, files)
             for name, (path, files) in todo.items()
         }
-        for fut in as_completed(futures):
-            name, files = futures[fut]
-            r = fut.result()
-            store.put(r, files, grader)  # committed before anything else: a kill loses nothing
-            write_outputs(r, student_dir(out, name))
-            done += 1
-            if progress:
-                progress(done, len(todo), r)
+        try:
+            for fut in as_completed(futures):
+                name, files = futures[fut]
+                r = fut.result()
+                store.put(r, files, grader)  # committed before anything else: a kill loses nothing
+                write_outputs(r, student_dir(out, name))
+                done += 1
+                if progress:
+                    progress(done, len(todo), r)
+        except BaseException:  # Ctrl-C: a session not yet started never starts
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
     shutil.rmtree(work, ignore_errors=True)
     students = set(ready) | set(refused)
     results = [r for r in store.all(assignment.id) if r.student in students]

@@ -6,9 +6,11 @@ import argparse
 import enum
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,6 +20,7 @@ from ._bundle import make_bundle, make_gradescope
 from ._capture import SECRET_ENV, seed_for
 from ._errors import HarnessError
 from ._outputs import feedback_text, write_outputs
+from ._proc import stop_harness_processes
 from ._results import Outcome, SubmissionResult
 from ._runner import (
     Intake,
@@ -228,19 +231,29 @@ def _grade(
             file=sys.stderr,
         )
 
+    def interrupted(signum: int, frame: object) -> None:
+        stop_harness_processes()  # else the pool waits for every running session to end
+        raise KeyboardInterrupt
+
     taken: list[Intake] = []
-    results = grade_batch(
-        a,
-        subs,
-        out,
-        args.jobs,
-        _options(args, "all"),
-        progress,
-        force=getattr(args, "force", False),
-        only=set(args.only) if getattr(args, "only", None) else None,
-        adjustments=Path(args.adjustments) if getattr(args, "adjustments", None) else None,
-        on_intake=taken.append,
-    )
+    main_thread = threading.current_thread() is threading.main_thread()  # where signals are handled
+    previous = signal.signal(signal.SIGINT, interrupted) if main_thread else None
+    try:
+        results = grade_batch(
+            a,
+            subs,
+            out,
+            args.jobs,
+            _options(args, "all"),
+            progress,
+            force=getattr(args, "force", False),
+            only=set(args.only) if getattr(args, "only", None) else None,
+            adjustments=Path(args.adjustments) if getattr(args, "adjustments", None) else None,
+            on_intake=taken.append,
+        )
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGINT, previous)
     errors = [r.student for r in results if r.harness_error or r.errors]
     only: list[str] | None = getattr(args, "only", None)
     problem = _batch_problem(subs, taken[0], only) if taken else ""

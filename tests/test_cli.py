@@ -7,10 +7,12 @@ import json
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import sys
 import sysconfig
 import tempfile
+import time
 import zipfile
 from pathlib import Path
 
@@ -260,3 +262,36 @@ def test_grade_says_when_all_is_graded_already(
     code, out, _ = _grade(subs, tmp_path / "out", capsys)
     assert code == ExitCode.OK
     assert "Nothing to do: the 1 submissions in" in out and "--force grades them all again" in out
+
+
+@needs_tshark
+@pytest.mark.slow
+def test_ctrl_c_stops_a_batch_at_once(tls_server_submissions: Path, tmp_path: Path) -> None:
+    from harness._runner import student_dir
+    from tests.conftest import own_session_processes
+
+    subs, out = tmp_path / "subs", tmp_path / "out"
+    names = ["a-reference", "b-lecture", "c-plaintext"]
+    for name in names:
+        shutil.copytree(tls_server_submissions / name.split("-", 1)[1], subs / name)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harness", "grade", "tls-server", str(subs), "--out", str(out), "--jobs", "1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    assert proc.stderr is not None
+    for line in proc.stderr:  # the first submission graded: the second is running, the third waits
+        if " 1/3 " in line:
+            proc.send_signal(signal.SIGINT)
+            break
+    assert proc.wait(60) == 130
+    err = proc.stderr.read()
+    assert "Traceback" not in err and "wiregrade: interrupted (Ctrl-C)" in err
+    started = [n for n in names if (student_dir(out, n) / "session.log").exists()]
+    assert len(started) <= 2, started  # what had not started never started
+    deadline = time.monotonic() + 10
+    while own_session_processes() and time.monotonic() < deadline:
+        time.sleep(0.05)  # polling /proc for what the sessions left, bounded
+    assert own_session_processes() == []
