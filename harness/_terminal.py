@@ -190,7 +190,7 @@ class LiveCheck:
 
 
 TSHARK_MISSING = (
-    "tshark is not installed, so the checks that read the traffic cannot run (they show ERR, "
-    "which costs you nothing). Install it: on Debian/Ubuntu `sudo apt install tshark` (the "
-    "wireshark package for the window alone does not bring it); on Fedora `sudo dnf install wireshark-cli`."
+    "tshark is not installed: any check that reads the traffic with it shows ERR here (which "
+    "costs you nothing); the others run. Install it: on Debian/Ubuntu `sudo apt install tshark` "
+    "(the wireshark package, for the window, does not bring it); on Fedora `sudo dnf install wireshark-cli`."
 )

@@ -164,19 +164,29 @@ def test_ctrl_c_is_one_line_and_stops_everything(tls_server_submissions: Path, t
 
 
 def readme_self_check(readme: str) -> list[str]:
-    """The commands of the README's self-check, as a student copies them: the first shell
-    block under the heading that names the self-check, comments and blank lines dropped."""
-    section = re.split(r"^#+\s*self-check\b.*$", readme, maxsplit=1, flags=re.M | re.I)
-    assert len(section) == 2, "the bundle README has no self-check section"
-    block = re.search(r"^```(?:sh|bash|console|shell)?\n(.*?)^```", section[1], re.M | re.S)
-    assert block, "the bundle README's self-check section has no commands"
-    lines = [re.sub(r"\s+#.*$", "", x).strip() for x in block[1].splitlines()]
-    return [x.removeprefix("$ ") for x in lines if x and not x.startswith("#")]
+    """The commands of the README's self-check, as a student copies them: every shell block
+    under the heading that names the self-check (up to the next heading), comments and blank
+    lines dropped, ending with the `wiregrade check` itself."""
+    commands: list[str] = []
+    inside = fence = False
+    for line in readme.splitlines():
+        if line.startswith("```"):
+            fence = not fence
+        elif not fence and re.match(r"#+\s", line):  # a heading (a shell comment is in a fence)
+            inside = bool(re.match(r"#+\s*self-check\b", line, re.I))
+        elif fence and inside:
+            command = re.sub(r"\s+#.*$", "", line).strip().removeprefix("$ ")
+            if command and not command.startswith("#"):
+                commands.append(command)
+    assert commands and "wiregrade check" in commands[-1], f"no self-check command in the README: {commands}"
+    return commands
 
 
 def test_readme_commands_are_read_as_a_student_copies_them() -> None:
     readme = (
-        "# T\n\n## Self-check\n\n```sh\npython3 -m venv ~/v   # once\n\n# then\nwiregrade check x .\n```\n"
+        "# T\n\n## What the self-check needs\n\n```sh\nsudo apt install tshark\n```\n\n## Self-check\n\n"
+        "```sh\npython3 -m venv ~/v   # once\n\n# then\n```\n\nThen:\n\n```\n$ wiregrade check x .\n```\n"
+        "\n## Later\n\n```sh\nwireshark\n```\n"
     )
     assert readme_self_check(readme) == ["python3 -m venv ~/v", "wiregrade check x ."]
 
