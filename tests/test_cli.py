@@ -157,8 +157,9 @@ def test_a_student_without_root_gets_a_result(
 
 
 def test_check_in_a_folder_without_the_program_says_so_in_one_line(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.delenv("CI", raising=False)  # a student at a prompt, not a CI run
     (tmp_path / "notes.txt").write_text("not a submission")
     assert main(["check", "tls-server", str(tmp_path)]) == ExitCode.USAGE
     out, err = capsys.readouterr()
@@ -167,6 +168,17 @@ def test_check_in_a_folder_without_the_program_says_so_in_one_line(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]  # nothing created there
     assert main(["check", "fernet", str(tmp_path)]) == ExitCode.USAGE  # several programs: all named
     assert "no fernet_tool.py, echo_server.py or echo_client.py in" in capsys.readouterr().err
+
+
+def test_an_autograder_grades_a_folder_without_the_program_and_says_what_is_missing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "serveur.py").write_text("print('misnamed')")
+    code = main(["check", "tls-server", str(tmp_path / "sub"), "--all", "--out", str(tmp_path / "out")])
+    assert code == ExitCode.CHECKS_FAILED, capsys.readouterr()
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert "server.py is not in your submission (it holds: serveur.py)" in results["tests"][0]["output"]
 
 
 def test_terminal_lines_wrap_to_the_width_with_a_hanging_indent() -> None:
