@@ -56,12 +56,35 @@ def current_isolation() -> Isolation:
 
 
 def _port_free(port: int) -> bool:
+    """Whether a server could bind ``port`` now. SO_REUSEADDR as servers set it: a previous
+    run's connections in TIME_WAIT on the port do not make it busy (they would not stop the
+    lecture's server, which sets it too)."""
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
             return False
     return True
+
+
+def holder_of(port: int) -> str:
+    """Who listens on ``port`` (a process of ours we may see), as a student reads it, or ""."""
+    from ._proc import listening_inodes, socket_inodes
+
+    inodes = listening_inodes(port)
+    if not inodes:
+        return ""
+    for pid in sorted(int(x) for x in os.listdir("/proc") if x.isdigit()):
+        if pid == os.getpid() or not inodes & socket_inodes({pid}):
+            continue
+        try:
+            raw = Path(f"/proc/{pid}/cmdline").read_bytes()[:200]
+        except OSError:
+            continue
+        command = " ".join(a.decode(errors="replace") for a in raw.split(b"\0") if a)
+        return f"process {pid}, {command}" if command else f"process {pid}"
+    return "a program of another user"
 
 
 def _free_port() -> int:
@@ -157,6 +180,7 @@ class GradingContext:
         except OSError as exc:
             raise HarnessError(f"could not copy the submission {self.original}: {exc}") from exc
         self._wire: Wire | None = None
+        self.port_busy_note = ""
         self.port = self._choose_port(self.assignment.port)
         self.student_user = current_student_user()
         if self.student_user is not None and self.student_user.uid >= 0:
@@ -309,13 +333,29 @@ class GradingContext:
         """The handout's port inside a private namespace; outside, that port if free."""
         if not handout_port or self.isolation.private_network or _port_free(handout_port):
             return handout_port
-        return _free_port()
+        port = _free_port()
+        holder = holder_of(handout_port)
+        self.port_busy_note = (
+            f"port {handout_port} was busy on this machine (held by {holder or 'a program we cannot see'}); "
+            f"your server is given port {port} instead, on its command line"
+        )
+        return port
 
     @property
     def port_note(self) -> str:
         if self.port == self.assignment.port:
             return f"port {self.port}"
         return f"port {self.port} (the handout's {self.assignment.port} was busy on this machine)"
+
+    def not_told_error(self, exc: CheckFailed) -> HarnessError:
+        """A server that did not listen on the port it was given instead of the busy handout
+        port may be right (the lecture's has 12345 written in): not graded, and why."""
+        return HarnessError(
+            f"{self.port_busy_note}, and it did not listen there. A server with port "
+            f"{self.assignment.port} written in cannot be graded like this, so this check was not "
+            f"graded. What your server did: {exc.seen.splitlines()[0] if exc.seen else exc}. "
+            f"Stop whatever holds port {self.assignment.port} (your own server still running?) and re-run"
+        )
 
     @property
     def wire(self) -> Wire:
@@ -419,7 +459,12 @@ class Launcher:
         """Start a server and wait (bounded) until it listens on its port."""
         port = port or self.ctx.port
         proc = self.start(program, *args)
-        proc.wait_listening(port, self.ctx.assignment.ready_seconds)
+        try:
+            proc.wait_listening(port, self.ctx.assignment.ready_seconds)
+        except CheckFailed as exc:  # StudentTimeout too
+            if port == self.ctx.port and self.ctx.port_busy_note:
+                raise self.ctx.not_told_error(exc) from None
+            raise
         return proc
 
     def run(

@@ -181,15 +181,46 @@ class Transcript:
         return next((f for f in self.frames if f.from_client == from_client and (f.fin or f.rst)), None)
 
 
+TSHARK_MISSING = (
+    "tshark is not installed, and this check reads the traffic with it (Debian/Ubuntu: "
+    "apt install tshark; the Wireshark window's package alone does not bring it)"
+)
+
+
 def tshark_path() -> str:
     exe = shutil.which("tshark")
     if exe is None:
-        raise HarnessError("tshark is not installed (Debian: apt-get install tshark)")
+        raise HarnessError(TSHARK_MISSING)
     return exe
 
 
+class Undissected(Transcript):
+    """What :func:`dissect` gives where tshark is missing: a check that reads no field of it
+    (the handshake, the message, a second client) runs as usual; the first read of one is
+    the grader's error, not the student's failure, and never a pass."""
+
+    _why: str
+
+    def __init__(self, why: str) -> None:
+        object.__setattr__(self, "_why", why)
+
+    @property
+    def frames(self) -> tuple[WireFrame, ...]:  # type: ignore[override]
+        raise HarnessError(self._why)
+
+    @property
+    def decrypted_with_keylog(self) -> bool:  # type: ignore[override]
+        raise HarnessError(self._why)
+
+    def __repr__(self) -> str:
+        return f"Undissected({self._why!r})"
+
+
 def dissect(conn: Connection, keylog: Path | None = None) -> Transcript:
-    """Run tshark over one connection (decrypting with ``keylog`` if given)."""
+    """Run tshark over one connection (decrypting with ``keylog`` if given). Without tshark,
+    an :class:`Undissected` transcript: only the checks that read it are left undone."""
+    if shutil.which("tshark") is None:
+        return Undissected(TSHARK_MISSING)
     exe = tshark_path()
     with tempfile.TemporaryDirectory(prefix="wiregrade-tshark-") as tmp:
         pcap = conn.write_pcap(Path(tmp) / "conn.pcap")

@@ -7,12 +7,18 @@ it is root of its own namespaces and may capture on its own loopback. Inside, th
 fixed port works, parallel sessions never clash, a capture sees only this submission, and
 nothing reaches the outside. Where neither works (macOS, Docker's default seccomp profile,
 Ubuntu's AppArmor restriction) the session stays in the host's network and says so.
+
+Ubuntu 24.04 lets an unprivileged user create a user namespace but then refuses it every
+capability, so the ``uid_map`` write fails *after* the process has moved in: too late to fall
+back. So an ordinary user's set-up is first tried in a throwaway child (:func:`probe_user_namespace`);
+only if that child got all the way does the session itself move.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import fcntl
 import os
 import socket
@@ -32,6 +38,13 @@ _SIOCGIFFLAGS = 0x8913
 _SIOCSIFFLAGS = 0x8914
 _IFF_UP = 0x1
 _MNT_DETACH = 2
+
+# Tests only: makes the uid_map write fail with EPERM, as Ubuntu 24.04's AppArmor restriction
+# does (the namespace is created, its set-up refused). Emulated rather than reproduced: the
+# restriction lives in an AppArmor policy that a test cannot switch on for one process, and
+# seccomp cannot fail a write() by path. The hook sits at the very write the kernel refuses,
+# so the probe, the fallback and the message are the code paths a restricted laptop takes.
+RESTRICT_ENV = "WIREGRADE_TEST_USERNS_RESTRICTED"
 
 
 @dataclass(frozen=True)
@@ -64,6 +77,55 @@ def bring_up_loopback() -> None:
         fcntl.ioctl(s, _SIOCSIFFLAGS, struct.pack("16sH", b"lo", flags | _IFF_UP))
 
 
+def _map_self(uid: int, gid: int) -> None:
+    """In a fresh user namespace: become its root (our own uid and gid outside)."""
+    _write("/proc/self/setgroups", "deny")
+    if os.environ.get(RESTRICT_ENV):
+        raise PermissionError(errno.EPERM, os.strerror(errno.EPERM) + " (emulated)", "/proc/self/uid_map")
+    _write("/proc/self/uid_map", f"0 {uid} 1")
+    _write("/proc/self/gid_map", f"0 {gid} 1")
+
+
+def probe_user_namespace() -> str:
+    """Try an ordinary user's whole set-up (user + network namespace, id maps, loopback up)
+    in a throwaway child. Returns "" if it worked, else why not, for the student to read."""
+    uid, gid = os.geteuid(), os.getegid()
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into the caller's code
+        code = 0
+        try:
+            os.close(r)
+            step = "create a user namespace"
+            _unshare(CLONE_NEWUSER | CLONE_NEWNET)
+            step = "set up the user namespace it created"
+            _map_self(uid, gid)
+            step = "bring up loopback in it"
+            bring_up_loopback()
+        except BaseException as exc:  # noqa: BLE001 - anything: the child reports and exits
+            code = 1
+            what = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            where = f" ({exc.filename})" if isinstance(exc, OSError) and exc.filename else ""
+            with contextlib.suppress(OSError):
+                os.write(w, f"{step}|{what}{where}".encode()[:1000])
+        os._exit(code)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        said = f.read(1000).decode(errors="replace")
+    _, status = os.waitpid(pid, 0)
+    if os.waitstatus_to_exitcode(status) == 0:
+        return ""
+    step, _, what = said.partition("|")
+    if not what:
+        return f"the namespace probe ended abnormally (status {status})"
+    if step == "set up the user namespace it created":
+        return (
+            f"user namespaces are restricted on this system: one was created but its set-up was "
+            f"refused ({what}), as Ubuntu 24.04 does by default"
+        )
+    return f"could not {step} ({what})"
+
+
 def enter_private_network(mode: str = "auto") -> Isolation:
     """Move this (single-threaded) process into a fresh network namespace.
 
@@ -74,6 +136,8 @@ def enter_private_network(mode: str = "auto") -> Isolation:
     if not sys.platform.startswith("linux"):
         return Isolation("none", f"network namespaces need Linux (this is {sys.platform})")
     uid, gid = os.geteuid(), os.getegid()
+    if uid != 0 and (why := probe_user_namespace()):
+        return Isolation("none", f"{why}; using the host's loopback with free ports instead")
     try:
         _unshare(CLONE_NEWNET if uid == 0 else CLONE_NEWUSER | CLONE_NEWNET)
     except OSError as exc:
@@ -87,9 +151,7 @@ def enter_private_network(mode: str = "auto") -> Isolation:
         if uid == 0:
             kind = "netns"
         else:
-            _write("/proc/self/setgroups", "deny")
-            _write("/proc/self/uid_map", f"0 {uid} 1")
-            _write("/proc/self/gid_map", f"0 {gid} 1")
+            _map_self(uid, gid)
             kind = "userns+netns"
         bring_up_loopback()
     except OSError as exc:

@@ -30,6 +30,14 @@ def unregister_harness_pid(pid: int) -> None:
     _HARNESS_PIDS.discard(pid)
 
 
+def stop_harness_processes() -> None:
+    """Kill what the harness started and keeps (sessions are group leaders: their groups go
+    too). For an interrupted batch: its sessions then end at once, not at their deadlines."""
+    for pid in list(_HARNESS_PIDS):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)
+
+
 def student_started(pid: int) -> None:
     """A student program's first process: its tree is the student's, not an orphan to reap."""
     _LIVE_STUDENT_PIDS.add(pid)

@@ -32,6 +32,7 @@ from ._errors import HarnessError
 from ._intake import Intake, IntakeError, is_late, take_in_all
 from ._outputs import read_adjustments, write_gradebook, write_index, write_outputs
 from ._proc import become_subreaper, reap_orphans, register_harness_pid, unregister_harness_pid
+from ._progress import PROGRESS_ENV, Event, listen
 from ._results import SubmissionResult
 from ._store import STORE_NAME, Arrival, Store, fingerprint_files, fingerprint_grader
 
@@ -70,9 +71,11 @@ def run_session(
     options: SessionOptions = SessionOptions(),
     *,
     capture_secret: str = "",
+    on_event: Callable[[Event], None] | None = None,
 ) -> SubmissionResult:
     """Grade one submission in a subprocess. ``capture_secret`` salts the seeds of the
-    captures the grader makes (the environment's WIREGRADE_CAPTURE_SECRET, if set, wins)."""
+    captures the grader makes (the environment's WIREGRADE_CAPTURE_SECRET, if set, wins).
+    ``on_event`` hears the session's progress (each check as it finishes), from a thread."""
     out.mkdir(parents=True, exist_ok=True)
     result_file = out / "session.json"
     result_file.unlink(missing_ok=True)
@@ -110,6 +113,9 @@ def run_session(
         env[SECRET_ENV] = capture_secret  # the session's environment only: never in a report
     started = time.monotonic()
     deadline = assignment.session_seconds
+    progress_fd, finish_progress = listen(on_event) if on_event else (-1, lambda: None)
+    if progress_fd >= 0:
+        env[PROGRESS_ENV] = str(progress_fd)
     with open(out / "session.log", "wb") as log:
         with _reap_lock:  # never let another thread's reap see this child unregistered
             proc = subprocess.Popen(
@@ -120,6 +126,7 @@ def run_session(
                 env=env,
                 cwd=root,
                 start_new_session=True,
+                pass_fds=(progress_fd,) if progress_fd >= 0 else (),
             )
             register_harness_pid(proc.pid)
         try:
@@ -134,6 +141,7 @@ def run_session(
             with _reap_lock:
                 unregister_harness_pid(proc.pid)
                 reap_orphans()  # student processes of a session that died before cleaning up
+            finish_progress()
     elapsed = time.monotonic() - started
     if timed_out:
         return _failed(
@@ -254,14 +262,18 @@ def grade_batch(
             ): (name, files)
             for name, (path, files) in todo.items()
         }
-        for fut in as_completed(futures):
-            name, files = futures[fut]
-            r = fut.result()
-            store.put(r, files, grader)  # committed before anything else: a kill loses nothing
-            write_outputs(r, student_dir(out, name))
-            done += 1
-            if progress:
-                progress(done, len(todo), r)
+        try:
+            for fut in as_completed(futures):
+                name, files = futures[fut]
+                r = fut.result()
+                store.put(r, files, grader)  # committed before anything else: a kill loses nothing
+                write_outputs(r, student_dir(out, name))
+                done += 1
+                if progress:
+                    progress(done, len(todo), r)
+        except BaseException:  # Ctrl-C: a session not yet started never starts
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
     shutil.rmtree(work, ignore_errors=True)
     students = set(ready) | set(refused)
     results = [r for r in store.all(assignment.id) if r.student in students]

@@ -6,13 +6,15 @@ import argparse
 import contextlib
 import enum
 import os
+import re
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TextIO
 
 from ._assignment import Assignment, assignment_ids, load_assignment
 from ._bundle import make_bundle, make_gradescope
@@ -21,6 +23,7 @@ from ._classroom import REPORT_DIR, bundled_engine, markdown_summary
 from ._errors import HarnessError
 from ._feedback import FeedbackError, export_feedback
 from ._outputs import feedback_text, write_outputs
+from ._proc import stop_harness_processes
 from ._results import Outcome, SubmissionResult
 from ._runner import (
     Intake,
@@ -33,6 +36,7 @@ from ._runner import (
     run_session,
 )
 from ._samples import materialize, samples_of
+from ._terminal import LiveCheck, Style, print_summary
 
 
 class ExitCode(enum.IntEnum):
@@ -42,61 +46,7 @@ class ExitCode(enum.IntEnum):
     HARNESS_ERROR = 3  # the grader itself failed somewhere: results are incomplete
 
 
-class _Style:
-    """ANSI colour for people at a terminal; none in CI logs, pipes or with NO_COLOR."""
-
-    def __init__(self, stream: object) -> None:
-        tty = getattr(stream, "isatty", lambda: False)()
-        self.on = tty and not os.environ.get("NO_COLOR") and not os.environ.get("CI")
-
-    def __call__(self, text: str, code: str) -> str:
-        return f"\033[{code}m{text}\033[0m" if self.on else text
-
-
-_MARK = {
-    Outcome.PASSED: ("PASS", "32"),
-    Outcome.FAILED: ("FAIL", "31"),
-    Outcome.TIMEOUT: ("TIME", "33"),
-    Outcome.ERROR: ("ERR ", "35"),
-}
-
-
-def print_summary(result: SubmissionResult, report: Path, out: TextIO | None = None) -> None:
-    out = out or sys.stdout
-    st = _Style(out)
-    w = lambda s="": print(s, file=out)  # noqa: E731
-    w(st(f"wiregrade check {result.assignment}", "1"))
-    for c in result.checks:
-        label, colour = _MARK[c.outcome]
-        w(f"  {st(label, colour)}  {c.title:<55} {c.score:g}/{c.points:g}")
-        if c.outcome is not Outcome.PASSED:
-            for line in feedback_text(c).splitlines():
-                w(f"        {line}")
-    w()
-    if result.harness_error:
-        w(st("The grader could not run: " + result.harness_error.splitlines()[0], "35"))
-    public = "public checks" if result.visibility == "public" else "checks"
-    w(f"Score: {result.score:g}/{result.max_score:g} on {len(result.checks)} {public}.")
-    if result.errors or result.harness_error:
-        w(
-            st(
-                "The grader itself failed on some checks (ERR): not your fault; re-run, and tell "
-                "your instructor if it persists.",
-                "35",
-            )
-        )
-    elif all(c.outcome is Outcome.PASSED for c in result.checks) and result.checks:
-        if result.visibility == "public":
-            w(st("All public checks passed.", "32") + " Hidden checks run when your instructor grades.")
-        else:
-            w(st("All checks passed.", "32"))
-    else:
-        w(st(f"Some {public} failed: see the hints above.", "31"))
-    env = result.environment
-    w(f"Network: {env.isolation_detail}. Traffic seen by: {env.wire_detail or env.wire}.")
-    if env.sandbox:
-        w(f"Your programs ran in: {env.sandbox}.")
-    w(f"Report: {report}")
+INTERRUPTED = 130  # as a shell reports a command ended by Ctrl-C
 
 
 def _exit_for_check(result: SubmissionResult) -> ExitCode:
@@ -124,6 +74,25 @@ def _options(args: argparse.Namespace, visibility: str) -> SessionOptions:
     )
 
 
+def submission_files(a: Assignment) -> list[str]:
+    """The files a student writes, as the exercise's settings name them (programs, configs)."""
+    names = []
+    for section in ("program", "tunnel"):
+        for value in a.settings.get(section, {}).values():
+            if isinstance(value, str) and value.endswith((".py", ".sh", ".conf", ".cnf")):
+                names.append(value)
+    return names
+
+
+def _not_a_submission(a: Assignment, folder: Path) -> str:
+    """Why ``folder`` is plainly not this exercise's submission folder, or ""."""
+    files = submission_files(a)
+    if not files or any((folder / f).is_file() for f in files):
+        return ""
+    wanted = files[0] if len(files) == 1 else ", ".join(files[:-1]) + " or " + files[-1]
+    return f"no {wanted} in {folder}: is this your submission folder?"
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     folder = Path(args.dir).resolve()
     # A student's repository carries its exercise's checks: those first, whatever the venv's
@@ -134,10 +103,26 @@ def cmd_check(args: argparse.Namespace) -> int:
         if not folder.is_dir():
             print(f"wiregrade: {folder} is not a folder", file=sys.stderr)
             return ExitCode.USAGE
+        # A student at a prompt in the wrong folder: say so. An autograder (--all) or CI grades
+        # what it was handed, and the checks tell the student which file is missing.
+        automated = args.all or os.environ.get("CI")
+        if not automated and (why := _not_a_submission(a, folder)):
+            print(f"wiregrade: {why}", file=sys.stderr)
+            return ExitCode.USAGE
         out = Path(args.out).resolve() if args.out else folder / REPORT_DIR
-        result = run_session(a, folder, out, folder.name, _options(args, "all" if args.all else "public"))
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            print(
+                f"wiregrade: cannot write the report in {out}: {exc.strerror} (--out another folder?)",
+                file=sys.stderr,
+            )
+            return ExitCode.USAGE
+        live = LiveCheck(a, folder)
+        options = _options(args, "all" if args.all else "public")
+        result = run_session(a, folder, out, folder.name, options, on_event=live.event)
         write_outputs(result, out)
-    print_summary(result, out / "report.html")
+    print_summary(result, out / "report.html", streamed=live.streamed)
     if summary := os.environ.get("GITHUB_STEP_SUMMARY"):
         with open(summary, "a") as f:
             f.write(markdown_summary(result))
@@ -206,17 +191,49 @@ def cmd_grade(args: argparse.Namespace) -> int:
     except HarnessError as exc:
         print(f"wiregrade: {exc}", file=sys.stderr)
         return ExitCode.USAGE
-    results = _grade(a, subs, out, args)
+    results, problem = _grade(a, subs, out, args)
+    if problem:
+        return ExitCode.USAGE
     return ExitCode.HARNESS_ERROR if any(r.harness_error or r.errors for r in results) else ExitCode.OK
 
 
-def _grade(a: Assignment, subs: Path, out: Path, args: argparse.Namespace) -> list[SubmissionResult]:
-    st = _Style(sys.stderr)
+def _skipped(subs: Path) -> list[str]:
+    """Children of SUBMISSIONS that intake passes over by design (never a student's)."""
+    return sorted(
+        c.name for c in subs.iterdir() if c.name.startswith(".") or c.name == "submission_metadata.yml"
+    )
+
+
+def _batch_problem(subs: Path, got: Intake, only: list[str] | None) -> str:
+    """What makes this batch a usage mistake (nothing in it to grade, --only naming nobody), or ""."""
+    if not got.ready and not got.refused:
+        skipped = _skipped(subs)
+        if skipped:
+            return f"{subs} holds no submissions, only entries that are never graded: {', '.join(skipped)}"
+        return f"{subs} is empty: no submissions to grade. Is it the folder that holds them?"
+    if not got.ready:
+        return (
+            f"nothing in {subs} can be graded: each of its {len(got.refused)} entries was refused (see "
+            "below). Is it the folder of submissions (one folder or archive per student)?"
+        )
+    if only and not set(only) & set(got.ready):
+        known = ", ".join(sorted(got.ready)[:10]) + (", ..." if len(got.ready) > 10 else "")
+        return f"--only {', '.join(only)}: no such student in {subs} (students there: {known})"
+    return ""
+
+
+def _grade(
+    a: Assignment, subs: Path, out: Path, args: argparse.Namespace
+) -> tuple[list[SubmissionResult], str]:
+    """Grade a batch and tell what happened; returns the results and the usage mistake, if any."""
+    st = Style(sys.stderr)
     started = time.monotonic()
     trouble = 0
+    graded_now = 0
 
     def progress(done: int, total: int, r: SubmissionResult) -> None:
-        nonlocal trouble
+        nonlocal trouble, graded_now
+        graded_now = done
         bad = bool(r.harness_error or r.errors)
         trouble += bad
         mark = st("GRADER ERROR", "35") if bad else f"{r.score:g}/{r.max_score:g}"
@@ -229,22 +246,54 @@ def _grade(a: Assignment, subs: Path, out: Path, args: argparse.Namespace) -> li
             file=sys.stderr,
         )
 
+    def interrupted(signum: int, frame: object) -> None:
+        stop_harness_processes()  # else the pool waits for every running session to end
+        raise KeyboardInterrupt
+
     taken: list[Intake] = []
-    results = grade_batch(
-        a,
-        subs,
-        out,
-        args.jobs,
-        _options(args, "all"),
-        progress,
-        force=getattr(args, "force", False),
-        only=set(args.only) if getattr(args, "only", None) else None,
-        adjustments=Path(args.adjustments) if getattr(args, "adjustments", None) else None,
-        on_intake=taken.append,
-        deadline=deadline_of(a, args.deadline) if getattr(args, "deadline", None) else None,
-    )
+    main_thread = threading.current_thread() is threading.main_thread()  # where signals are handled
+    previous = signal.signal(signal.SIGINT, interrupted) if main_thread else None
+    try:
+        results = grade_batch(
+            a,
+            subs,
+            out,
+            args.jobs,
+            _options(args, "all"),
+            progress,
+            force=getattr(args, "force", False),
+            only=set(args.only) if getattr(args, "only", None) else None,
+            adjustments=Path(args.adjustments) if getattr(args, "adjustments", None) else None,
+            on_intake=taken.append,
+            deadline=deadline_of(a, args.deadline) if getattr(args, "deadline", None) else None,
+        )
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGINT, previous)
     errors = [r.student for r in results if r.harness_error or r.errors]
-    print(f"Graded {len(results)} submissions into {out}/ (gradebook.csv, index.html).")
+    only: list[str] | None = getattr(args, "only", None)
+    problem = _batch_problem(subs, taken[0], only) if taken else ""
+    if problem:
+        print(f"wiregrade: {problem}", file=sys.stderr)
+    elif graded_now == 0:
+        print(
+            f"Nothing to do: the {len(results)} submissions in {subs} were all graded before, with the "
+            f"same files and the same grader (kept in {out}/). --force grades them all again; "
+            "--only STUDENT regrades one."
+        )
+    else:
+        kept = len(results) - graded_now
+        print(
+            f"Graded {graded_now} submissions"
+            + (f" ({kept} more unchanged since the last run)" if kept else "")
+            + f" into {out}/ (gradebook.csv, index.html)."
+        )
+    if only and taken and (unknown := sorted(set(only) - set(taken[0].ready))) and not problem:
+        print(f"--only named no such student: {', '.join(unknown)} (not graded)")
+    if skipped := _skipped(subs):
+        print(f"Skipped ({len(skipped)}; hidden files and Gradescope's metadata are never submissions):")
+        for name in skipped:
+            print(f"  {name}")
     refused = sorted((r.student, r.refused) for r in results if r.refused)
     if refused:
         print(f"Refused ({len(refused)}, in the gradebook with the reason):")
@@ -263,7 +312,7 @@ def _grade(a: Assignment, subs: Path, out: Path, args: argparse.Namespace) -> li
             print(f"Renamed: {entry} takes the id {sid} (its own is a name the batch writes in {out}/)")
     if errors:
         print(st(f"Grader errors (not zeros, re-run these): {', '.join(errors)}", "35"))
-    return results
+    return results, problem
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -297,7 +346,7 @@ def cmd_feedback(args: argparse.Namespace) -> int:
             f"Refused at intake ({len(done.refused)}; their zip holds a note saying why): "
             + ", ".join(done.refused)
         )
-    st = _Style(sys.stderr)
+    st = Style(sys.stderr)
     if done.grader_errors:
         print(st(f"Grader errors (re-run these before sending): {', '.join(done.grader_errors)}", "35"))
     for student, why in done.withheld.items():
@@ -328,7 +377,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         for s in samples:
             materialize(s, subs / s.name)
         print(f"== {aid}: {len(samples)} submissions", file=sys.stderr)
-        results = _grade(a, subs, out / "reports", args)
+        results, _ = _grade(a, subs, out / "reports", args)
         expected = {s.name: s.expect_failed for s in samples}
         for r in results:
             failed = {c.id for c in r.checks if c.outcome is not Outcome.PASSED}
@@ -343,6 +392,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 code = ExitCode.HARNESS_ERROR
         print(f"Class page: {out / 'reports' / 'index.html'}")
     return code
+
+
+def capture_name(what: str) -> str:
+    """File names for a capture made from ``what`` (a seed or a student): its own characters
+    where they are safe in a file name, so seed S gives S.pcap and practice gives practice.pcap."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", what).strip(".-")
+    return name[:64] or "capture"
 
 
 def cmd_capture(args: argparse.Namespace) -> int:
@@ -371,8 +427,9 @@ def cmd_capture(args: argparse.Namespace) -> int:
                 del os.environ[SECRET_ENV]
             else:
                 os.environ[SECRET_ENV] = saved
+    name = args.name or capture_name(args.student or args.seed)
     cmd = [sys.executable, "-m", "harness._capture", "--assignment", args.id, "--seed", seed]
-    cmd += ["--part", args.part, "--name", args.name, "--out", args.out]
+    cmd += ["--part", args.part, "--name", name, "--out", args.out]
     return subprocess.run(cmd, check=False).returncode
 
 
@@ -482,7 +539,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --student, when WIREGRADE_CAPTURE_SECRET is not set: the secret `grade` made for OUT",
     )
     cp.add_argument("--part", choices=("public", "hidden"), default="public")
-    cp.add_argument("--name", default="practice", help="file names: NAME.pcap, NAME-answer.json")
+    cp.add_argument(
+        "--name", help="file names: NAME.pcap, NAME-answer.json (default: the seed, or the student)"
+    )
     cp.add_argument("--out", default=".")
     cp.set_defaults(fn=cmd_capture)
 
@@ -509,6 +568,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except HarnessError as exc:
         print(f"wiregrade: grader error: {exc}", file=sys.stderr)
         return ExitCode.HARNESS_ERROR
+    except KeyboardInterrupt:  # the session and its programs were stopped on the way out
+        print("\nwiregrade: interrupted (Ctrl-C); everything it started was stopped.", file=sys.stderr)
+        return INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -22,9 +22,16 @@ import pytest
 
 from ._assignment import Assignment, load_assignment
 from ._checks import MARKER, CheckSpec, spec_of
-from ._context import EvidenceRecorder, GradingContext, Launcher, current_student_user
+from ._context import (
+    EvidenceRecorder,
+    GradingContext,
+    Launcher,
+    current_isolation,
+    current_student_user,
+)
 from ._errors import CheckFailed, HarnessError, StudentTimeout
 from ._isolation import hide, unhide
+from ._progress import ProgressWriter
 from ._results import CheckResult, Environment, Outcome, SubmissionResult, Visibility
 from ._servers import GraderPKI
 from ._timing import snapshot as timing_snapshot
@@ -45,6 +52,7 @@ class _State:
     hidden: list[str] = field(default_factory=list)
     hidden_note: str = ""
     started: float = field(default_factory=time.monotonic)
+    progress: ProgressWriter = field(default_factory=lambda: ProgressWriter(None))
 
 
 STATE = pytest.StashKey[_State]()
@@ -78,6 +86,7 @@ def pytest_configure(config: pytest.Config) -> None:
         out=Path(out) if out else None,
         visibility=config.getoption("--wiregrade-visibility"),
         wire_choice=config.getoption("--wiregrade-wire"),
+        progress=ProgressWriter.from_environment(),
     )
     config.pluginmanager.register(_CollectWatcher(st), "wiregrade-collect-watcher")
 
@@ -172,6 +181,14 @@ def _hide_from_students(st: _State, ctx: GradingContext) -> None:
     )
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Tell a listening ``check`` how many checks will run, and on what network, up front."""
+    st = session.config.stash.get(STATE, None)
+    if st is not None:
+        iso = current_isolation()
+        st.progress.emit("start", checks=len(session.items), network=iso.detail, private=iso.private_network)
+
+
 class _CollectWatcher:
     """Remembers collection errors: a grader that fails to import is a harness error."""
 
@@ -194,6 +211,8 @@ def grading(request: pytest.FixtureRequest) -> Iterator[GradingContext]:
         st.assignment, st.submission, st.student, st.wire_choice, require_sandbox=st.visibility == "all"
     )
     st.ctx = ctx
+    if ctx.port_busy_note:
+        st.progress.emit("note", text=ctx.port_busy_note)
     _hide_from_students(st, ctx)
     try:
         yield ctx
@@ -318,6 +337,8 @@ def _record(item: pytest.Item) -> None:
         evidence=tuple(rec.items) if rec else (),
         duration=round(phases.get("_duration", ("", 0.0))[1], 3),
     )
+    r = st.results[spec.id]
+    st.progress.emit("check", id=r.id, title=r.title, outcome=r.outcome.value, score=r.score, points=r.points)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -341,7 +362,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         w = st.ctx._wire
         env = Environment(
             isolation=iso.kind,
-            isolation_detail="; ".join(filter(None, [iso.detail, st.hidden_note])),
+            isolation_detail="; ".join(filter(None, [iso.detail, st.ctx.port_busy_note, st.hidden_note])),
             sandbox="; ".join(filter(None, [st.ctx.sandbox_note, st.ctx.cgroup_note, st.ctx.left_out_note])),
             wire=w.info.backend if w else "not used",
             wire_detail=(w.info.detail if w else ""),

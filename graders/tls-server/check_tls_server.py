@@ -79,7 +79,7 @@ def test_no_plaintext(
     if secret in on_wire:
         raise fail(
             f"{secret.decode(errors='replace')!r} travels in clear on the wire: anyone on the "
-            "network can read it (see the frames marked in red below).",
+            "network can read it (the report shows those frames, the message marked in red).",
             expected="the message only inside encrypted TLS records",
             hint="Send through the wrapped TLS socket only; never write to the raw socket.",
         )
