@@ -22,11 +22,22 @@ from ._dissect import (
     printable,
 )
 from ._errors import CheckFailed, HarnessError, StudentTimeout, fail
+from ._listeners import Ending, ask_to_end, is_loopback, listening_addresses
 from ._packets import Connection
 from ._process import Limits, StudentProcess
 from ._results import CheckResult, Outcome, SubmissionResult, Visibility
 from ._safefile import NotARegularFile, regular_files
 from ._servers import VARIANTS, ClientVisit, GraderPKI, HTTPSTestServer, TLSTestServer
+from ._sshd import (
+    Account,
+    SSHKeyPair,
+    SSHLog,
+    SSHServer,
+    add_accounts,
+    host_certificate,
+    server_account,
+    sshd_unavailable,
+)
 from ._tls import (
     VERIFY_NO_CHECK_TIME,
     TLSSession,
@@ -42,6 +53,18 @@ from ._tls import (
 from ._wire import Wire
 
 __all__ = [
+    "Account",
+    "Ending",
+    "SSHKeyPair",
+    "SSHLog",
+    "SSHServer",
+    "add_accounts",
+    "ask_to_end",
+    "host_certificate",
+    "is_loopback",
+    "listening_addresses",
+    "server_account",
+    "sshd_unavailable",
     "ALERTS",
     "HANDSHAKE_TYPES",
     "VERSIONS",

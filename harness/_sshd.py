@@ -1,0 +1,359 @@
+"""A real OpenSSH server for a grading session, and what it saw.
+
+The ``ssh-tunnel`` exercise grades a student's ``ssh -L`` client against Debian's sshd. The
+grader runs sshd itself, never as root and never as the student: as an unprivileged uid of the
+session's own (so killing the student's uid never takes the server, and nothing the student
+runs can read its host key), with per-run host keys, one authorised key (the student's, made
+per run) that may do nothing but forward to the ports the grader names, and its log on stderr.
+
+OpenSSH looks up both ends' users in the password database: ssh refuses to run for a uid
+without an entry ("No user exists for uid ..."), and sshd authenticates a login name. The
+session's uids have none, so :func:`add_accounts` binds a password file of our own over
+/etc/passwd in the session's private mount namespace (the host's file is not touched; the
+student's sandbox sees the session's /etc, this file included).
+
+A non-root sshd needs no privilege-separation directory and can log in only its own user: the
+account it runs as is the login name of the handout. It cannot read /etc/shadow, so a password
+can never succeed; a password *attempt* still shows in its log, which is what the grader reads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import os
+import re
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
+from cryptography.hazmat.primitives.serialization import (
+    SSHCertificateBuilder,
+    SSHCertificateType,
+    load_ssh_private_key,
+)
+
+from ._errors import HarnessError
+from ._isolation import _MS_BIND, _mount, in_private_mounts
+from ._proc import PR_SET_PDEATHSIG, kill_user, reap_orphans, register_harness_pid, unregister_harness_pid
+from ._process import CappedOutput
+
+SERVER_UID_BASE = 300_000  # above the students' 200 000-299 999: one per session, never a real account
+LOG_BYTES = 256 << 10  # sshd's log grows with what the student's client does: capped
+
+
+def sshd_path() -> str | None:
+    return shutil.which("sshd") or next(
+        (p for p in ("/usr/sbin/sshd", "/usr/local/sbin/sshd") if os.access(p, os.X_OK)), None
+    )
+
+
+def sshd_unavailable() -> str:
+    """Why this session cannot run sshd for a student ("" if it can)."""
+    from ._user import outside_ids
+
+    if sshd_path() is None or shutil.which("ssh", path="/usr/bin:/bin:/usr/local/bin") is None:
+        return "OpenSSH is not installed (Debian: apt-get install openssh-server openssh-client)"
+    if os.geteuid() != 0 or outside_ids() is not None:
+        return (
+            "the ssh part needs a grader started as root (an instructor's machine, CI or Gradescope): "
+            "sshd runs as a user of the session's own, which an ordinary user cannot create"
+        )
+    if not in_private_mounts():
+        return "the ssh part needs the session's private mount namespace (network isolation is off)"
+    return ""
+
+
+# --- keys -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SSHKeyPair:
+    """An ed25519 key pair in OpenSSH's formats (``private`` as ssh-keygen writes it)."""
+
+    private: bytes
+    public: str  # "ssh-ed25519 AAAA... comment"
+
+    @classmethod
+    def generate(cls, comment: str) -> SSHKeyPair:
+        key = ed25519.Ed25519PrivateKey.generate()
+        private = key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
+        )
+        public = key.public_key().public_bytes(
+            serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+        )
+        return cls(private, f"{public.decode()} {comment}")
+
+    @property
+    def fingerprint(self) -> str:
+        """``SHA256:...`` as sshd logs it."""
+        import base64
+        import hashlib
+
+        blob = base64.b64decode(self.public.split()[1])
+        return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
+
+
+def host_certificate(ca_private: bytes, host: SSHKeyPair, names: Sequence[str], hours: float = 2) -> str:
+    """A host certificate for ``host``'s key, for ``names``, signed by the CA key (OpenSSH format),
+    valid from a few minutes ago: what ``ssh-keygen -s CA -h -n NAMES`` makes."""
+    ca = load_ssh_private_key(ca_private, None)
+    now = datetime.datetime.now(datetime.timezone.utc).timestamp()
+    cert = (
+        SSHCertificateBuilder()
+        .public_key(serialization.load_ssh_public_key(host.public.encode()))  # type: ignore[arg-type]
+        .serial(int.from_bytes(os.urandom(8), "big"))
+        .type(SSHCertificateType.HOST)
+        .key_id(b"wiregrade per-run host key")
+        .valid_principals([n.encode() for n in names])
+        .valid_after(int(now - 300))
+        .valid_before(int(now + hours * 3600))
+        .sign(ca)  # type: ignore[arg-type]
+    )
+    return cert.public_bytes().decode()
+
+
+# --- accounts ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Account:
+    name: str
+    uid: int
+    gid: int
+    home: str
+    shell: str = "/bin/false"
+
+    def line(self) -> str:
+        return f"{self.name}:x:{self.uid}:{self.gid}:wiregrade:{self.home}:{self.shell}\n"
+
+
+_ADDED: dict[str, Account] = {}
+_MACHINE_PASSWD: list[str] = []  # the machine's own /etc/passwd, read before our first bind
+
+
+def add_accounts(accounts: Sequence[Account], workdir: Path) -> None:
+    """Make ``accounts`` known to this process and its children (and every sandbox it starts).
+
+    Ours come first in the file, so a machine account of the same name is shadowed in this
+    session only. Raises HarnessError where it cannot: outside a private mount namespace we
+    would have to edit the machine's own /etc/passwd, which a grader never does."""
+    if not in_private_mounts():
+        raise HarnessError(
+            "OpenSSH needs a password-file entry for the session's users, and this session has no "
+            "private mount namespace to give them one (it needs root or user namespaces)"
+        )
+    for a in accounts:
+        _ADDED[a.name] = a
+    try:
+        if not _MACHINE_PASSWD:
+            _MACHINE_PASSWD.append(Path("/etc/passwd").read_text())
+        path = workdir / f"passwd-{len(_ADDED)}"
+        path.write_text("".join(a.line() for a in _ADDED.values()) + _MACHINE_PASSWD[0])
+        path.chmod(0o644)
+        _mount(str(path), os.path.realpath("/etc/passwd"), _MS_BIND)
+    except OSError as exc:
+        raise HarnessError(f"could not give the session's users a password-file entry: {exc}") from exc
+
+
+def server_account(name: str, home: Path) -> Account:
+    """The session's own uid for sshd (never root, never the student's)."""
+    uid = SERVER_UID_BASE + os.getpid() % 100_000
+    return Account(name, uid, uid, str(home))
+
+
+# --- the server ----------------------------------------------------------------------------
+
+CONFIG = """\
+# wiregrade's sshd for one grading run: key logins only for {user}, forwarding to {permit} only
+Port {port}
+ListenAddress 127.0.0.1
+HostKey {folder}/host_key
+{certificate}PidFile none
+AuthorizedKeysFile {folder}/authorized_keys
+AllowUsers {user}
+PubkeyAuthentication yes
+# offered so that a client that tries a password shows in the log: it can never succeed (this
+# server runs unprivileged and cannot read /etc/shadow; the account has no password anyway)
+PasswordAuthentication yes
+PermitEmptyPasswords no
+KbdInteractiveAuthentication no
+HostbasedAuthentication no
+UsePAM no
+PermitRootLogin no
+AllowTcpForwarding local
+PermitOpen {permit}
+AllowStreamLocalForwarding no
+GatewayPorts no
+PermitTunnel no
+X11Forwarding no
+AllowAgentForwarding no
+PermitTTY no
+PermitUserRC no
+ForceCommand /bin/false
+MaxAuthTries 6
+LoginGraceTime 20
+LogLevel VERBOSE
+"""
+
+
+@dataclass
+class SSHLog:
+    """What sshd logged about logins and forwards (VERBOSE)."""
+
+    text: str
+
+    def lines(self, pattern: str) -> list[str]:
+        return [ln for ln in self.text.splitlines() if re.search(pattern, ln)]
+
+    @property
+    def accepted(self) -> list[str]:
+        """``Accepted <method> for <user> ...``: the logins that succeeded."""
+        return self.lines(r"^Accepted \S+ for ")
+
+    def accepted_key(self, fingerprint: str) -> bool:
+        return any(ln.startswith("Accepted publickey") and fingerprint in ln for ln in self.accepted)
+
+    @property
+    def password_attempts(self) -> list[str]:
+        """Password and keyboard-interactive (password prompt) attempts, failed or not."""
+        return self.lines(r"^(Failed|Accepted) (password|keyboard-interactive\S*) for ")
+
+    @property
+    def refused_forwards(self) -> list[str]:
+        return self.lines(r"refused local port forward|open failed|administratively prohibited")
+
+    @property
+    def connections(self) -> list[str]:
+        return self.lines(r"^Connection from ")
+
+
+@dataclass
+class SSHServer:
+    """One run of sshd (``with`` it: started on enter, stopped and its log kept on exit)."""
+
+    folder: Path
+    account: Account
+    port: int
+    host_key: SSHKeyPair
+    authorized: str  # the one public key allowed in (a line of authorized_keys)
+    permit_open: Sequence[str]  # host:port targets it will forward to
+    host_cert: str = ""  # a certificate for host_key ("" presents the bare key)
+    ready_seconds: float = 10
+    log: CappedOutput = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.log = CappedOutput(LOG_BYTES)
+        self._popen: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> SSHServer:
+        exe = sshd_path()
+        if exe is None:
+            raise HarnessError("sshd is not installed (Debian: apt-get install openssh-server)")
+        self._write_files()
+        uid, gid = self.account.uid, self.account.gid
+        root = os.geteuid() == 0
+
+        def drop() -> None:
+            if root:
+                os.setgroups([])
+                os.setgid(gid)
+                os.setuid(uid)
+            import ctypes
+
+            ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+        try:
+            self._popen = subprocess.Popen(
+                [exe, "-D", "-e", "-f", str(self.folder / "sshd_config")],
+                cwd=self.folder,
+                env={"PATH": "/usr/sbin:/usr/bin:/bin", "LANG": "C.UTF-8"},
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+                preexec_fn=drop,
+            )
+        except OSError as exc:
+            raise HarnessError(f"could not start sshd: {exc}") from exc
+        register_harness_pid(self._popen.pid)
+        threading.Thread(target=self._drain, daemon=True).start()
+        ready = self.log.wait_for(re.compile(r"Server listening on"), time.monotonic() + self.ready_seconds)
+        if ready is None:
+            self.close()
+            raise HarnessError(f"sshd did not start: {self.log.text().strip()[-600:] or 'it said nothing'}")
+        return self
+
+    def _write_files(self) -> None:
+        self.folder.mkdir(mode=0o700, exist_ok=True)
+        cert = f"HostCertificate {self.folder}/host_key-cert.pub\n" if self.host_cert else ""
+        files = {
+            "host_key": self.host_key.private,
+            "host_key.pub": self.host_key.public.encode() + b"\n",
+            "authorized_keys": self.authorized.encode() + b"\n",
+            "sshd_config": CONFIG.format(
+                port=self.port,
+                folder=self.folder,
+                certificate=cert,
+                user=self.account.name,
+                permit=" ".join(self.permit_open),
+            ).encode(),
+        }
+        if self.host_cert:
+            files["host_key-cert.pub"] = self.host_cert.encode() + b"\n"
+        for name, data in files.items():
+            path = self.folder / name
+            path.unlink(missing_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+        if os.geteuid() == 0:  # sshd refuses host keys and authorized_keys owned by someone else
+            for p in [self.folder, *self.folder.iterdir()]:
+                os.chown(p, self.account.uid, self.account.gid, follow_symlinks=False)
+
+    def _drain(self) -> None:
+        assert self._popen is not None and self._popen.stderr is not None
+        fd = self._popen.stderr.fileno()
+        try:
+            while chunk := os.read(fd, 1 << 16):
+                self.log.feed(chunk)
+        except OSError:
+            pass
+        finally:
+            self.log.close()
+
+    def seen(self) -> SSHLog:
+        return SSHLog(self.log.text())
+
+    def close(self) -> None:
+        """Stop sshd and every connection process it forked (they call setsid(), so they leave
+        its process group: the session's server uid is what they all share)."""
+        if self._popen is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self._popen.pid, signal.SIGTERM)  # its listener logs nothing more
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self._popen.wait(2)
+        if os.geteuid() == 0 and self.account.uid != os.getuid():
+            kill_user(self.account.uid)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self._popen.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self._popen.wait(5)
+        unregister_harness_pid(self._popen.pid)
+        reap_orphans()  # connection processes re-parented to us when sshd went
+        self._popen = None
+
+    def __enter__(self) -> SSHServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
