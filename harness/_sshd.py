@@ -201,13 +201,14 @@ PermitUserRC no
 ForceCommand /bin/false
 MaxAuthTries 6
 LoginGraceTime 20
-LogLevel VERBOSE
+# DEBUG1: the forwards a client asks for, and those PermitOpen refuses, are logged at this level
+LogLevel DEBUG1
 """
 
 
 @dataclass
 class SSHLog:
-    """What sshd logged about logins and forwards (VERBOSE)."""
+    """What sshd logged about logins and forwards (LogLevel DEBUG1)."""
 
     text: str
 
@@ -229,7 +230,12 @@ class SSHLog:
 
     @property
     def refused_forwards(self) -> list[str]:
-        return self.lines(r"refused local port forward|open failed|administratively prohibited")
+        """The targets (``host port N``) of forwards sshd refused to open (PermitOpen)."""
+        return [
+            m.group(1)
+            for ln in self.text.splitlines()
+            if (m := re.search(r"to connect to host (\S+ port \d+), but the request was denied", ln))
+        ]
 
     @property
     def connections(self) -> list[str]:
@@ -293,6 +299,12 @@ class SSHServer:
         return self
 
     def _write_files(self) -> None:
+        # sshd's StrictModes checks every folder from authorized_keys up to the account's home
+        # (and on to / if the home is not on the way: /tmp would fail it): keep it under the home
+        home = Path(self.account.home)
+        if home not in self.folder.parents and home != self.folder:
+            raise HarnessError(f"sshd's folder {self.folder} must be inside its account's home {home}")
+        home.mkdir(mode=0o700, exist_ok=True)
         self.folder.mkdir(mode=0o700, exist_ok=True)
         cert = f"HostCertificate {self.folder}/host_key-cert.pub\n" if self.host_cert else ""
         files = {
@@ -316,7 +328,7 @@ class SSHServer:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
         if os.geteuid() == 0:  # sshd refuses host keys and authorized_keys owned by someone else
-            for p in [self.folder, *self.folder.iterdir()]:
+            for p in [home, self.folder, *self.folder.iterdir()]:
                 os.chown(p, self.account.uid, self.account.gid, follow_symlinks=False)
 
     def _drain(self) -> None:

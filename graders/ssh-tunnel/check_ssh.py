@@ -43,8 +43,8 @@ def test_ssh_round_trip(trip: Shared[Trip], echo: EchoBackend, evidence: harness
     if not t.ok:
         refused = t.log.refused_forwards
         why = (
-            f"sshd refused the forward your client asked for ({refused[0]}): the echo server is "
-            "localhost:9000 as the server sees it"
+            f"sshd refused the forward your client asked for (to {refused[0]}): the echo server is "
+            "localhost port 9000 as the server sees it"
             if refused
             else f"the echo server received {len(echo.lines)} line(s)"
         )
@@ -124,6 +124,9 @@ def test_ssh_host_key(
     imp: ImpostorRun = run_impostor(grading, keys)
     evidence.text("What the impostor's sshd saw", sshd_view(imp.log))
     evidence.text("What your tunnel said to the impostor", imp.said)
+    refused = [ln for ln in imp.log.lines(r"^Failed publickey") if keys.student.fingerprint in ln]
+    if refused:  # the impostor must let in whoever trusts it, or trusting it would go unseen
+        raise harness.HarnessError(f"the impostor sshd refused the student's key: {refused[0]}")
     if imp.log.accepted or imp.echoed:
         raise fail(
             "Your client logged in to an impostor: a server on horiem.ca:2222 with a host key that "

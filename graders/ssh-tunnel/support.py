@@ -127,7 +127,7 @@ def server(ctx: GradingContext, keys: Keys, impostor: bool = False) -> SSHServer
     listen = sshd_port(ctx)
     echo_port = port(ctx, "echo_port")
     srv = SSHServer(
-        ctx.workdir / ("sshd-impostor" if impostor else "sshd"),
+        Path(keys.login.home) / ("impostor" if impostor else "course"),
         keys.login,
         listen,
         host_key,
@@ -267,8 +267,7 @@ def sshd_view(log: SSHLog) -> str:
         ln
         for ln in log.text.splitlines()
         if re.match(r"(Accepted|Failed) \S+ for |Connection (from|closed)|Received disc|Disconnected", ln)
-        or "forward" in ln
-        or "open failed" in ln
+        or "but the request was denied" in ln
         or "Invalid user" in ln
     ]
     return "\n".join(keep[:40]) or "(sshd saw no login)"
