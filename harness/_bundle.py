@@ -106,7 +106,7 @@ jobs:
         run: |
           sudo apt-get update -qq
           sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \\
-            tshark stunnel4 nginx-light openssl bubblewrap
+            tshark stunnel4 nginx-light openssl bubblewrap openssh-server openssh-client
           # Ubuntu 24.04 forbids unprivileged user namespaces; wiregrade captures inside one
           sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0 || true
           python -m pip install -q ./.wiregrade
@@ -165,7 +165,7 @@ SETUP = """#!/usr/bin/env bash
 set -euo pipefail
 apt-get update -qq
 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 python3-venv python3-pip tshark stunnel4 \\
-    nginx-light openssl util-linux bubblewrap
+    nginx-light openssl util-linux bubblewrap openssh-server openssh-client
 python3 -m venv /autograder/venv
 /autograder/venv/bin/pip install -q /autograder/source/wiregrade
 """

@@ -23,9 +23,20 @@ import pytest
 import harness
 from harness import GradingContext, Shared, SSHKeyPair, SSHLog, SSHServer, fail
 
-# Read when the grader is imported: the session hides graders/ from every process (us too) later.
-# Not a secret (see the handout): it only certifies the grader's own per-run sshd host keys.
-HOST_CA = (Path(__file__).parent / "host_ca").read_bytes()
+# The course's host CA (its public half is the handout's host_ca.pub). Not a secret, and kept
+# in this file so that every copy of the grader (student bundle, Gradescope) carries it: it
+# certifies only the host keys of the sshd this grader starts itself, so holding it gains a
+# student's client nothing.
+HOST_CA = b"""\
+-----BEGIN OPENSSH PRIVATE KEY-----
+b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW
+QyNTUxOQAAACCNrOeR1lwRzYSVa2NN2h4GCXWsPxgpu6O22D93Ets2uwAAAMDJzgB6yc4A
+egAAAAtzc2gtZWQyNTUxOQAAACCNrOeR1lwRzYSVa2NN2h4GCXWsPxgpu6O22D93Ets2uw
+AAAEDttAAdANK3VOW4BdjYH0zA/YRYuyCCkFkv/TKD6hzAyo2s55HWXBHNhJVrY03aHgYJ
+daw/GCm7o7bYP3cS2za7AAAAPHdpcmVncmFkZSBjb3Vyc2UgaG9zdCBDQSAoc3NoLXR1bm
+5lbCBleGVyY2lzZTsgbm90IGEgc2VjcmV0KQE=
+-----END OPENSSH PRIVATE KEY-----
+"""
 
 ROUND_TRIP = "Through your tunnel, the echo server answers"
 
