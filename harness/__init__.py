@@ -37,6 +37,7 @@ from ._sshd import (
     host_certificate,
     server_account,
     sshd_unavailable,
+    student_account,
 )
 from ._tls import (
     VERIFY_NO_CHECK_TIME,
@@ -65,6 +66,7 @@ __all__ = [
     "listening_addresses",
     "server_account",
     "sshd_unavailable",
+    "student_account",
     "ALERTS",
     "HANDSHAKE_TYPES",
     "VERSIONS",

@@ -1,10 +1,12 @@
 """A real OpenSSH server for a grading session, and what it saw.
 
 The ``ssh-tunnel`` exercise grades a student's ``ssh -L`` client against Debian's sshd. The
-grader runs sshd itself, never as root and never as the student: as an unprivileged uid of the
-session's own (so killing the student's uid never takes the server, and nothing the student
-runs can read its host key), with per-run host keys, one authorised key (the student's, made
-per run) that may do nothing but forward to the ports the grader names, and its log on stderr.
+grader runs sshd itself, never as root. In a root session it runs as an unprivileged uid of
+the session's own (so killing the student's uid never takes the server, and nothing the
+student runs can read its host key); in an ordinary user's self-check, as that user inside the
+bubblewrap sandbox (in a user namespace it would otherwise believe itself root). It has
+per-run host keys, one authorised key (the student's, made per run) that may do nothing but
+forward to the ports the grader names, and its log on stderr.
 
 OpenSSH looks up both ends' users in the password database: ssh refuses to run for a uid
 without an entry ("No user exists for uid ..."), and sshd authenticates a login name. The
@@ -44,6 +46,8 @@ from ._errors import HarnessError
 from ._isolation import _MS_BIND, _mount, in_private_mounts
 from ._proc import PR_SET_PDEATHSIG, kill_user, reap_orphans, register_harness_pid, unregister_harness_pid
 from ._process import CappedOutput
+from ._sandbox import Sandbox
+from ._user import StudentUser
 
 SERVER_UID_BASE = 300_000  # above the students' 200 000-299 999: one per session, never a real account
 LOG_BYTES = 256 << 10  # sshd's log grows with what the student's client does: capped
@@ -55,19 +59,32 @@ def sshd_path() -> str | None:
     )
 
 
-def sshd_unavailable() -> str:
-    """Why this session cannot run sshd for a student ("" if it can)."""
+def _really_root() -> bool:
+    from ._user import outside_ids
+
+    return os.geteuid() == 0 and outside_ids() is None
+
+
+def sshd_unavailable(sandbox: Sandbox | None) -> str:
+    """Why this session cannot run sshd for a student ("" if it can).
+
+    As root, sshd runs as a uid of the session's own. As an ordinary user (root of a user
+    namespace, where no other uid exists) it runs in the bubblewrap sandbox as that user, which
+    makes it an unprivileged sshd too: without the sandbox it would believe itself root."""
     from ._user import outside_ids
 
     if sshd_path() is None or shutil.which("ssh", path="/usr/bin:/bin:/usr/local/bin") is None:
         return "OpenSSH is not installed (Debian: apt-get install openssh-server openssh-client)"
-    if os.geteuid() != 0 or outside_ids() is not None:
-        return (
-            "the ssh part needs a grader started as root (an instructor's machine, CI or Gradescope): "
-            "sshd runs as a user of the session's own, which an ordinary user cannot create"
-        )
     if not in_private_mounts():
-        return "the ssh part needs the session's private mount namespace (network isolation is off)"
+        return (
+            "the ssh part needs the session's private namespaces (root, or user namespaces for an "
+            "ordinary user), and this session has none"
+        )
+    if not _really_root() and (outside_ids() is None or sandbox is None):
+        return (
+            "as an ordinary user the ssh part runs sshd in the bubblewrap sandbox, which is not "
+            "available here (Debian: apt-get install bubblewrap, and allow user namespaces)"
+        )
     return ""
 
 
@@ -165,9 +182,27 @@ def add_accounts(accounts: Sequence[Account], workdir: Path) -> None:
 
 
 def server_account(name: str, home: Path) -> Account:
-    """The session's own uid for sshd (never root, never the student's)."""
-    uid = SERVER_UID_BASE + os.getpid() % 100_000
-    return Account(name, uid, uid, str(home))
+    """The uid sshd runs as: as root, the session's own (never root, never the student's); as an
+    ordinary user, that user (the only uid there is), inside the sandbox."""
+    from ._user import outside_ids
+
+    ids = outside_ids()
+    if _really_root() or ids is None:
+        uid = SERVER_UID_BASE + os.getpid() % 100_000
+        return Account(name, uid, uid, str(home))
+    return Account(name, ids[0], ids[1], str(home))
+
+
+def student_account(name: str, home: Path, user: StudentUser | None) -> Account | None:
+    """The account for the uid student programs have (None: they run as an account that exists)."""
+    from ._user import outside_ids
+
+    if user is not None and user.uid >= 0:
+        return Account(name, user.uid, user.gid, str(home), "/bin/sh")
+    ids = outside_ids()
+    if ids is not None:  # a user namespace: the sandbox shows the user's own uid
+        return Account(name, ids[0], ids[1], str(home), "/bin/sh")
+    return None
 
 
 # --- the server ----------------------------------------------------------------------------
@@ -254,6 +289,7 @@ class SSHServer:
     permit_open: Sequence[str]  # host:port targets it will forward to
     host_cert: str = ""  # a certificate for host_key ("" presents the bare key)
     ready_seconds: float = 10
+    sandbox: Sandbox | None = None  # run in it (as an ordinary user: the account is that user)
     log: CappedOutput = field(init=False)
 
     def __post_init__(self) -> None:
@@ -266,7 +302,10 @@ class SSHServer:
             raise HarnessError("sshd is not installed (Debian: apt-get install openssh-server)")
         self._write_files()
         uid, gid = self.account.uid, self.account.gid
-        root = os.geteuid() == 0
+        root = _really_root()
+        argv = [exe, "-D", "-e", "-f", str(self.folder / "sshd_config")]
+        if self.sandbox is not None and not root:
+            argv = self.sandbox.argv(argv, self.folder, writable=[Path(self.account.home)])
 
         def drop() -> None:
             if root:
@@ -279,7 +318,7 @@ class SSHServer:
 
         try:
             self._popen = subprocess.Popen(
-                [exe, "-D", "-e", "-f", str(self.folder / "sshd_config")],
+                argv,
                 cwd=self.folder,
                 env={"PATH": "/usr/sbin:/usr/bin:/bin", "LANG": "C.UTF-8"},
                 stdin=subprocess.DEVNULL,
@@ -327,7 +366,7 @@ class SSHServer:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
-        if os.geteuid() == 0:  # sshd refuses host keys and authorized_keys owned by someone else
+        if _really_root():  # sshd refuses host keys and authorized_keys owned by someone else
             for p in [home, self.folder, *self.folder.iterdir()]:
                 os.chown(p, self.account.uid, self.account.gid, follow_symlinks=False)
 
@@ -354,7 +393,7 @@ class SSHServer:
             os.killpg(self._popen.pid, signal.SIGTERM)  # its listener logs nothing more
         with contextlib.suppress(subprocess.TimeoutExpired):
             self._popen.wait(2)
-        if os.geteuid() == 0 and self.account.uid != os.getuid():
+        if _really_root() and self.account.uid != os.getuid():
             kill_user(self.account.uid)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self._popen.pid, signal.SIGKILL)

@@ -113,17 +113,15 @@ def keys(grading: GradingContext) -> Keys:
     """The student's per-run key pair, in their folder; the session's users known to OpenSSH.
 
     Anything that stops sshd from running here is ours (HarnessError): every check is an ERROR."""
-    why = harness.sshd_unavailable()
+    why = harness.sshd_unavailable(grading.sandbox)
     if why:
         raise harness.HarnessError(why)
     student_key = SSHKeyPair.generate("student@wiregrade")
     login = harness.server_account(setting(grading, "user"), grading.workdir / "sshd")
-    accounts = [login]
-    if grading.student_user is not None and grading.student_user.uid >= 0:
-        u = grading.student_user
-        home = str(grading.submission)
-        accounts.append(harness.Account("wiregrade-student", u.uid, u.gid, home, "/bin/sh"))
-    harness.add_accounts(accounts, grading.workdir)
+    # the student's account first: where both are one uid (an ordinary user's self-check),
+    # ssh finds the student's name and home for it, sshd the login name
+    student = harness.student_account("wiregrade-student", grading.submission, grading.student_user)
+    harness.add_accounts([a for a in (student, login) if a is not None], grading.workdir)
     key = setting(grading, "key")
     grading.give(key, student_key.private, 0o400)
     grading.give(key + ".pub", student_key.public.encode() + b"\n", 0o444)
@@ -145,6 +143,7 @@ def server(ctx: GradingContext, keys: Keys, impostor: bool = False) -> SSHServer
         keys.student.public,
         [f"localhost:{echo_port}", f"127.0.0.1:{echo_port}"],
         host_cert=cert,
+        sandbox=ctx.sandbox,
     )
     return srv
 
