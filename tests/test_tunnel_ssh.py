@@ -10,20 +10,26 @@ that can (sshd in the sandbox, as that user).
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import shutil
 import socket
 import subprocess
+import sys
 import sysconfig
 import tempfile
+import zipfile
 from pathlib import Path
 
 import pytest
 
 from harness import Outcome, SSHKeyPair, SSHLog, host_certificate
+from harness._assignment import load_assignment
+from harness._bundle import make_gradescope
 from harness._listeners import _address, ask_to_end, is_loopback, listening_addresses
 from harness._process import Limits, StudentProcess, clean_environment
+from harness._runner import SessionOptions, run_session
 from tests.conftest import ROOT, Exercises, interpreter_for_nobody, needs_tshark, own_session_processes
 
 needs_openssh = pytest.mark.skipif(
@@ -189,3 +195,47 @@ def test_a_student_without_root_gets_the_ssh_part_or_a_grader_error(
     if code == 3:
         assert "FAIL" not in run.stdout and "PASS" not in run.stdout, run.stdout
         assert run.stdout.count("ERR ") == 5, run.stdout
+
+
+@needs_tshark
+@needs_openssh
+@pytest.mark.slow
+def test_relay_backend_grades_the_reference_alike(exercises: Exercises, tmp_path: Path) -> None:
+    """Without a capture, relays on 2222 and 9000 record both hops: the same full marks."""
+    relay = run_session(
+        load_assignment("ssh-tunnel"),
+        exercises.submissions("ssh-tunnel") / "reference",
+        tmp_path,
+        "reference",
+        SessionOptions(wire="relay"),
+    )
+    assert relay.environment.wire == "relay"
+    assert [(c.id, c.seen) for c in relay.checks if c.outcome is not Outcome.PASSED] == []
+
+
+@needs_tshark
+@needs_openssh
+@pytest.mark.slow
+def test_gradescope_autograder_carries_the_ssh_part(exercises: Exercises, tmp_path: Path) -> None:
+    """The autograder zip grades the reference in Gradescope's layout, hidden check included,
+    and its setup.sh installs OpenSSH."""
+    a = load_assignment("ssh-tunnel")
+    zip_path = make_gradescope(a, tmp_path / "autograder.zip", tmp_path / "stage")
+    root = tmp_path / "autograder"
+    with zipfile.ZipFile(zip_path) as zf:
+        zf.extractall(root / "source")
+    assert "openssh-server openssh-client" in (root / "source" / "setup.sh").read_text()
+    shutil.copyfile(root / "source" / "run_autograder", root / "run_autograder")
+    shutil.copytree(exercises.submissions("ssh-tunnel") / "reference", root / "submission")
+    wiregrade = Path(sys.executable).parent / "wiregrade"
+    run = subprocess.run(
+        ["bash", str(root / "run_autograder")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "AUTOGRADER_ROOT": str(root), "WIREGRADE": str(wiregrade)},
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    results = json.loads((root / "results" / "results.json").read_text())
+    assert results["score"] == a.total_points, results

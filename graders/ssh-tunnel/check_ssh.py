@@ -26,7 +26,7 @@ from harness import GradingContext, Shared, check, fail
 
 
 @check(
-    title=ROUND_TRIP,
+    title="Through your tunnel, the echo server answers",  # = ROUND_TRIP (a literal: the bundle reads it)
     points=4,
     expected="tunnel.sh logs in to tunnel@horiem.ca:2222 with the key you were given, listens on "
     "127.0.0.1:7000, and a line sent there comes back from the echo server as 'echo: <line>'.",
