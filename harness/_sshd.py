@@ -273,6 +273,15 @@ class SSHLog:
         ]
 
     @property
+    def forwards(self) -> list[tuple[str, int]]:
+        """The targets (host, port) of the forwards clients asked sshd to open (direct-tcpip)."""
+        return [
+            (m.group(1), int(m.group(2)))
+            for ln in self.text.splitlines()
+            if (m := re.search(r"server_request_direct_tcpip: originator .*, target (\S+) port (\d+)$", ln))
+        ]
+
+    @property
     def connections(self) -> list[str]:
         return self.lines(r"^Connection from ")
 

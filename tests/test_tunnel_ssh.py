@@ -19,6 +19,7 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
+import time
 import zipfile
 from pathlib import Path
 
@@ -79,6 +80,9 @@ def test_a_shell_that_dies_of_sigterm_leaves_its_child_and_that_is_seen(tmp_path
     """tunnel.sh without exec: bash dies, ssh (here: sleep) lives on, holding the port."""
     proc = _started(tmp_path, "sleep 60; echo never")
     try:
+        deadline = time.monotonic() + 10
+        while len(proc.pids()) < 2 and time.monotonic() < deadline:  # until bash has started sleep
+            time.sleep(0.01)
         ending = ask_to_end(proc, timeout=1)
         assert ending.asked
         assert [c.split()[0] for c in ending.left] == ["sleep"]
@@ -95,6 +99,7 @@ Connection from 127.0.0.1 port 40000 on 127.0.0.1 port 2222 rdomain ""
 Failed none for tunnel from 127.0.0.1 port 40000 ssh2
 Failed password for tunnel from 127.0.0.1 port 40000 ssh2
 Accepted publickey for tunnel from 127.0.0.1 port 40000 ssh2: ED25519 {FP}
+debug1: server_request_direct_tcpip: originator 127.0.0.1 port 54640, target localhost port 9000
 Received request from 127.0.0.1 port 40000 to connect to host localhost port 9001, but the request was denied.
 Invalid user Accepted publickey for tunnel {FP} from 127.0.0.1 port 40002
 """
@@ -106,6 +111,7 @@ def test_sshd_log_tells_logins_password_attempts_and_refused_forwards() -> None:
     assert log.accepted_key(FP) and not log.accepted_key("SHA256:other")
     assert log.password_attempts == ["Failed password for tunnel from 127.0.0.1 port 40000 ssh2"]
     assert log.refused_forwards == ["localhost port 9001"]
+    assert log.forwards == [("localhost", 9000)]
 
 
 def test_a_user_name_cannot_forge_a_login_line() -> None:

@@ -19,6 +19,7 @@ from support import (
     require_ready,
     run_impostor,
     sshd_view,
+    through_sshd,
 )
 
 import harness
@@ -33,13 +34,21 @@ from harness import GradingContext, Shared, check, fail
     hint="exec ssh -N -L 127.0.0.1:7000:localhost:9000 -p 2222 -i id_ed25519 "
     "-o UserKnownHostsFile=known_hosts tunnel@horiem.ca",
 )
-def test_ssh_round_trip(trip: Shared[Trip], echo: EchoBackend, evidence: harness.EvidenceRecorder) -> None:
+def test_ssh_round_trip(
+    grading: GradingContext, trip: Shared[Trip], echo: EchoBackend, evidence: harness.EvidenceRecorder
+) -> None:
     t = trip.get(owner=True)
     evidence.text("What sshd saw", sshd_view(t.log))
     if t.failure is not None:
         f, more = t.failure, t.log.lines(r"^(Connection closed|Disconnected|Received disconnect|Failed)")
         seen = f.seen + ("\nWhat sshd saw: " + "; ".join(more[:3]) if more else "\nsshd saw no login.")
         raise type(f)(seen, expected=f.expected, hint=f.hint)
+    if t.ok and not through_sshd(grading, t):
+        raise fail(
+            "The echo came back, but not through sshd: sshd opened no forward to the echo server, so "
+            "something of yours carried the line to port 9000 some other way.",
+            expected="ssh -L: the client asks sshd to open the connection to the echo server",
+        )
     if not t.ok:
         refused = t.log.refused_forwards
         why = (
@@ -63,7 +72,9 @@ def test_ssh_round_trip(trip: Shared[Trip], echo: EchoBackend, evidence: harness
     "message; the hop from sshd to the echo server (port 9000) carries the message itself in "
     "plaintext (the code behind the tunnel is unchanged).",
 )
-def test_ssh_wire(trip: Shared[Trip], token: str, evidence: harness.EvidenceRecorder) -> None:
+def test_ssh_wire(
+    grading: GradingContext, trip: Shared[Trip], token: str, evidence: harness.EvidenceRecorder
+) -> None:
     t = trip.get()
     require_ready(t)
     secret = token.encode()
@@ -91,6 +102,12 @@ def test_ssh_wire(trip: Shared[Trip], token: str, evidence: harness.EvidenceReco
             began = harness.printable(data[:40])
             raise fail(f"On port 2222, {side} did not speak SSH: it began with {began!r}.")
     if secret in to_echo:
+        if not through_sshd(grading, t):
+            raise fail(
+                "The message reached the echo server, but not through sshd: sshd opened no forward to "
+                "port 9000. Something of yours connected to it directly.",
+                expected="ssh -L: the client asks sshd to open the connection to the echo server",
+            )
         return  # the message crossed the hop behind sshd in clear, and only SSH crossed 2222
     if t.ok:
         raise harness.HarnessError(
@@ -127,7 +144,7 @@ def test_ssh_host_key(
     refused = [ln for ln in imp.log.lines(r"^Failed publickey") if keys.student.fingerprint in ln]
     if refused:  # the impostor must let in whoever trusts it, or trusting it would go unseen
         raise harness.HarnessError(f"the impostor sshd refused the student's key: {refused[0]}")
-    if imp.log.accepted or imp.echoed:
+    if imp.log.accepted:
         raise fail(
             "Your client logged in to an impostor: a server on horiem.ca:2222 with a host key that "
             "the course's CA never certified. Anyone between you and the server could read your tunnel."

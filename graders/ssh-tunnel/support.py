@@ -14,6 +14,7 @@ import re
 import secrets
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -247,20 +248,25 @@ def trip(grading: GradingContext, keys: Keys, echo: EchoBackend, token: str) -> 
 @dataclass
 class ImpostorRun:
     opened: bool  # the tunnel listened with the impostor behind it
-    echoed: bool
-    log: SSHLog
+    log: SSHLog  # judged by this: did the client log in to the impostor
     said: str
 
 
 def run_impostor(ctx: GradingContext, keys: Keys) -> ImpostorRun:
-    opened = echoed = False
     with server(ctx, keys, impostor=True) as srv, ctx.launcher() as launcher:
         proc = start_tunnel(ctx, launcher)
-        if wait_ready(ctx, proc) is None:
-            opened = True
-            echoed, _ = echo_through(ctx, b"to the impostor")
+        opened = wait_ready(ctx, proc) is None
+        if opened:  # ssh listens once logged in; anything else listening may not have tried yet
+            login = re.compile(r"(?m)^(Accepted \S+ for|Connection closed by|Disconnected from)")
+            srv.log.wait_for(login, time.monotonic() + ctx.assignment.ready_seconds)
         said = proc.output_tail(8)
-    return ImpostorRun(opened, echoed, srv.seen(), said)
+    return ImpostorRun(opened, srv.seen(), said)
+
+
+def through_sshd(ctx: GradingContext, t: Trip) -> bool:
+    """sshd opened a forward to the echo server (what the client asked it): the line went
+    through the tunnel, not around it."""
+    return any(p == port(ctx, "echo_port") for _, p in t.log.forwards)
 
 
 def require_ready(t: Trip) -> None:
