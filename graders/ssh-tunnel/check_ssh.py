@@ -40,9 +40,19 @@ def test_ssh_round_trip(
     t = trip.get(owner=True)
     evidence.text("What sshd saw", sshd_view(t.log))
     if t.failure is not None:
-        f, more = t.failure, t.log.lines(r"^(Connection closed|Disconnected|Received disconnect|Failed)")
-        seen = f.seen + ("\nWhat sshd saw: " + "; ".join(more[:3]) if more else "\nsshd saw no login.")
-        raise type(f)(seen, expected=f.expected, hint=f.hint)
+        f = t.failure
+        said = t.log.lines(r"^(Accepted \S+ for|Failed (?!none)|Connection closed|Disconnected|Received d)")
+        seen = f.seen + ("\nWhat sshd saw: " + "; ".join(said[:4]) if said else "\nsshd saw no login.")
+        if t.log.accepted:
+            seen += "\nYour client logged in, but nothing of it listened on 127.0.0.1:7000."
+        raise type(f)(
+            seen,
+            expected=f"tunnel.sh listening on 127.0.0.1:{port(grading, 'local_port')} within "
+            f"{grading.assignment.ready_seconds:g} s",
+            hint="ssh listens on the forward's local port once it has logged in: is the forward there "
+            "(-L 127.0.0.1:7000:localhost:9000 or LocalForward)? Does anything ask a question with no "
+            "terminal to answer it (BatchMode yes makes ssh say so instead)? Run tunnel.sh yourself.",
+        )
     if t.ok and not through_sshd(grading, t):
         raise fail(
             "The echo came back, but not through sshd: sshd opened no forward to the echo server, so "
