@@ -7,6 +7,7 @@ context), ``student`` (launch the student's programs), ``wire`` (the capture) an
 ``evidence`` (attach what a check saw to the report).
 """
 
+from ._accounts import Account, add_accounts, server_account, student_account
 from ._assignment import Assignment, load_assignment
 from ._checks import check
 from ._context import EvidenceRecorder, GradingContext, Launcher, Shared
@@ -28,17 +29,8 @@ from ._process import Limits, StudentProcess
 from ._results import CheckResult, Outcome, SubmissionResult, Visibility
 from ._safefile import NotARegularFile, regular_files
 from ._servers import VARIANTS, ClientVisit, GraderPKI, HTTPSTestServer, TLSTestServer
-from ._sshd import (
-    Account,
-    SSHKeyPair,
-    SSHLog,
-    SSHServer,
-    add_accounts,
-    host_certificate,
-    server_account,
-    sshd_unavailable,
-    student_account,
-)
+from ._sshd import SSHLog, SSHServer, sshd_unavailable
+from ._sshkeys import SSHKeyPair, host_certificate
 from ._tls import (
     VERIFY_NO_CHECK_TIME,
     TLSSession,

@@ -8,11 +8,8 @@ bubblewrap sandbox (in a user namespace it would otherwise believe itself root).
 per-run host keys, one authorised key (the student's, made per run) that may do nothing but
 forward to the ports the grader names, and its log on stderr.
 
-OpenSSH looks up both ends' users in the password database: ssh refuses to run for a uid
-without an entry ("No user exists for uid ..."), and sshd authenticates a login name. The
-session's uids have none, so :func:`add_accounts` binds a password file of our own over
-/etc/passwd in the session's private mount namespace (the host's file is not touched; the
-student's sandbox sees the session's /etc, this file included).
+Both ends need password-file entries for their uids: :mod:`._accounts` gives them. Keys and
+the host certificate come from :mod:`._sshkeys`.
 
 A non-root sshd needs no privilege-separation directory and can log in only its own user: the
 account it runs as is the login name of the handout. It cannot read /etc/shadow, so a password
@@ -22,7 +19,6 @@ can never succeed; a password *attempt* still shows in its log, which is what th
 from __future__ import annotations
 
 import contextlib
-import datetime
 import os
 import re
 import shutil
@@ -34,22 +30,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519
-from cryptography.hazmat.primitives.serialization import (
-    SSHCertificateBuilder,
-    SSHCertificateType,
-    load_ssh_private_key,
-)
-
+from ._accounts import Account, really_root
 from ._errors import HarnessError
-from ._isolation import _MS_BIND, _mount, in_private_mounts
+from ._isolation import in_private_mounts
 from ._proc import PR_SET_PDEATHSIG, kill_user, reap_orphans, register_harness_pid, unregister_harness_pid
 from ._process import CappedOutput
 from ._sandbox import Sandbox
-from ._user import StudentUser
+from ._sshkeys import SSHKeyPair
+from ._user import outside_ids
 
-SERVER_UID_BASE = 300_000  # above the students' 200 000-299 999: one per session, never a real account
 LOG_BYTES = 256 << 10  # sshd's log grows with what the student's client does: capped
 
 
@@ -59,20 +48,12 @@ def sshd_path() -> str | None:
     )
 
 
-def _really_root() -> bool:
-    from ._user import outside_ids
-
-    return os.geteuid() == 0 and outside_ids() is None
-
-
 def sshd_unavailable(sandbox: Sandbox | None) -> str:
     """Why this session cannot run sshd for a student ("" if it can).
 
     As root, sshd runs as a uid of the session's own. As an ordinary user (root of a user
     namespace, where no other uid exists) it runs in the bubblewrap sandbox as that user, which
     makes it an unprivileged sshd too: without the sandbox it would believe itself root."""
-    from ._user import outside_ids
-
     if sshd_path() is None or shutil.which("ssh", path="/usr/bin:/bin:/usr/local/bin") is None:
         return "OpenSSH is not installed (Debian: apt-get install openssh-server openssh-client)"
     if not in_private_mounts():
@@ -80,129 +61,12 @@ def sshd_unavailable(sandbox: Sandbox | None) -> str:
             "the ssh part needs the session's private namespaces (root, or user namespaces for an "
             "ordinary user), and this session has none"
         )
-    if not _really_root() and (outside_ids() is None or sandbox is None):
+    if not really_root() and (outside_ids() is None or sandbox is None):
         return (
             "as an ordinary user the ssh part runs sshd in the bubblewrap sandbox, which is not "
             "available here (Debian: apt-get install bubblewrap, and allow user namespaces)"
         )
     return ""
-
-
-# --- keys -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SSHKeyPair:
-    """An ed25519 key pair in OpenSSH's formats (``private`` as ssh-keygen writes it)."""
-
-    private: bytes
-    public: str  # "ssh-ed25519 AAAA... comment"
-
-    @classmethod
-    def generate(cls, comment: str) -> SSHKeyPair:
-        key = ed25519.Ed25519PrivateKey.generate()
-        private = key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
-        )
-        public = key.public_key().public_bytes(
-            serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
-        )
-        return cls(private, f"{public.decode()} {comment}")
-
-    @property
-    def fingerprint(self) -> str:
-        """``SHA256:...`` as sshd logs it."""
-        import base64
-        import hashlib
-
-        blob = base64.b64decode(self.public.split()[1])
-        return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
-
-
-def host_certificate(ca_private: bytes, host: SSHKeyPair, names: Sequence[str], hours: float = 2) -> str:
-    """A host certificate for ``host``'s key, for ``names``, signed by the CA key (OpenSSH format),
-    valid from a few minutes ago: what ``ssh-keygen -s CA -h -n NAMES`` makes."""
-    ca = load_ssh_private_key(ca_private, None)
-    now = datetime.datetime.now(datetime.timezone.utc).timestamp()
-    cert = (
-        SSHCertificateBuilder()
-        .public_key(serialization.load_ssh_public_key(host.public.encode()))  # type: ignore[arg-type]
-        .serial(int.from_bytes(os.urandom(8), "big"))
-        .type(SSHCertificateType.HOST)
-        .key_id(b"wiregrade per-run host key")
-        .valid_principals([n.encode() for n in names])
-        .valid_after(int(now - 300))
-        .valid_before(int(now + hours * 3600))
-        .sign(ca)  # type: ignore[arg-type]
-    )
-    return cert.public_bytes().decode()
-
-
-# --- accounts ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Account:
-    name: str
-    uid: int
-    gid: int
-    home: str
-    shell: str = "/bin/false"
-
-    def line(self) -> str:
-        return f"{self.name}:x:{self.uid}:{self.gid}:wiregrade:{self.home}:{self.shell}\n"
-
-
-_ADDED: dict[str, Account] = {}
-_MACHINE_PASSWD: list[str] = []  # the machine's own /etc/passwd, read before our first bind
-
-
-def add_accounts(accounts: Sequence[Account], workdir: Path) -> None:
-    """Make ``accounts`` known to this process and its children (and every sandbox it starts).
-
-    Ours come first in the file, so a machine account of the same name is shadowed in this
-    session only. Raises HarnessError where it cannot: outside a private mount namespace we
-    would have to edit the machine's own /etc/passwd, which a grader never does."""
-    if not in_private_mounts():
-        raise HarnessError(
-            "OpenSSH needs a password-file entry for the session's users, and this session has no "
-            "private mount namespace to give them one (it needs root or user namespaces)"
-        )
-    for a in accounts:
-        _ADDED[a.name] = a
-    try:
-        if not _MACHINE_PASSWD:
-            _MACHINE_PASSWD.append(Path("/etc/passwd").read_text())
-        path = workdir / f"passwd-{len(_ADDED)}"
-        path.write_text("".join(a.line() for a in _ADDED.values()) + _MACHINE_PASSWD[0])
-        path.chmod(0o644)
-        _mount(str(path), os.path.realpath("/etc/passwd"), _MS_BIND)
-    except OSError as exc:
-        raise HarnessError(f"could not give the session's users a password-file entry: {exc}") from exc
-
-
-def server_account(name: str, home: Path) -> Account:
-    """The uid sshd runs as: as root, the session's own (never root, never the student's); as an
-    ordinary user, that user (the only uid there is), inside the sandbox."""
-    from ._user import outside_ids
-
-    ids = outside_ids()
-    if _really_root() or ids is None:
-        uid = SERVER_UID_BASE + os.getpid() % 100_000
-        return Account(name, uid, uid, str(home))
-    return Account(name, ids[0], ids[1], str(home))
-
-
-def student_account(name: str, home: Path, user: StudentUser | None) -> Account | None:
-    """The account for the uid student programs have (None: they run as an account that exists)."""
-    from ._user import outside_ids
-
-    if user is not None and user.uid >= 0:
-        return Account(name, user.uid, user.gid, str(home), "/bin/sh")
-    ids = outside_ids()
-    if ids is not None:  # a user namespace: the sandbox shows the user's own uid
-        return Account(name, ids[0], ids[1], str(home), "/bin/sh")
-    return None
 
 
 # --- the server ----------------------------------------------------------------------------
@@ -311,7 +175,7 @@ class SSHServer:
             raise HarnessError("sshd is not installed (Debian: apt-get install openssh-server)")
         self._write_files()
         uid, gid = self.account.uid, self.account.gid
-        root = _really_root()
+        root = really_root()
         argv = [exe, "-D", "-e", "-f", str(self.folder / "sshd_config")]
         if self.sandbox is not None and not root:
             argv = self.sandbox.argv(argv, self.folder, writable=[Path(self.account.home)])
@@ -375,7 +239,7 @@ class SSHServer:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
-        if _really_root():  # sshd refuses host keys and authorized_keys owned by someone else
+        if really_root():  # sshd refuses host keys and authorized_keys owned by someone else
             for p in [home, self.folder, *self.folder.iterdir()]:
                 os.chown(p, self.account.uid, self.account.gid, follow_symlinks=False)
 
@@ -402,7 +266,7 @@ class SSHServer:
             os.killpg(self._popen.pid, signal.SIGTERM)  # its listener logs nothing more
         with contextlib.suppress(subprocess.TimeoutExpired):
             self._popen.wait(2)
-        if _really_root() and self.account.uid != os.getuid():
+        if really_root() and self.account.uid != os.getuid():
             kill_user(self.account.uid)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self._popen.pid, signal.SIGKILL)
