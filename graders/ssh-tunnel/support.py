@@ -182,11 +182,31 @@ class Trip:
         return self.failure is None
 
 
+def first_host(config: bytes) -> str | None:
+    """The first ``Host`` entry's first name that is not a pattern (``*``, ``?``, ``!``)."""
+    for line in config.decode(errors="replace").splitlines():
+        words = line.replace("=", " ").split()
+        if len(words) >= 2 and words[0].lower() == "host":
+            name = next((w for w in words[1:] if not set(w) & set("*?!")), None)
+            if name is not None:
+                return name
+    return None
+
+
 def start_tunnel(ctx: GradingContext, launcher: harness.Launcher) -> harness.StudentProcess:
-    script = setting(ctx, "script")
-    if ctx.stat_made(script) is None:
-        raise fail(f"There is no {script} in your submission.", hint="See the handout: tunnel.sh runs ssh.")
-    return launcher.start(script)
+    """tunnel.sh; without one, ``ssh -F ssh_config -N HOST`` on the first Host entry of ssh_config."""
+    script, config = setting(ctx, "script"), setting(ctx, "config")
+    if ctx.stat_made(script) is not None:
+        return launcher.start(script)
+    data = ctx.read_made(config, 64 << 10)
+    host = first_host(data) if data is not None else None
+    if host is None:
+        raise fail(
+            f"There is no {script} in your submission, and no {config} with a Host entry to run instead.",
+            expected=f"{script} (it runs ssh), or an {config} whose first Host entry is the tunnel",
+            hint="See the handout: tunnel.sh holds the `exec ssh -N -L ...` command.",
+        )
+    return launcher.start_system(["ssh", "-F", config, "-N", host], f"ssh -F {config} -N {host}")
 
 
 def wait_ready(ctx: GradingContext, proc: harness.StudentProcess) -> harness.CheckFailed | None:
