@@ -21,9 +21,15 @@ def test_ssh_ends_cleanly(trip: Shared[Trip]) -> None:
     require_ready(t)
     assert t.ending is not None
     if t.ending.left:
+        left = "; ".join(t.ending.left[:4])
+        if not t.ending.asked:
+            raise fail(
+                "tunnel.sh had already exited when the grader came to stop it, and left this running, "
+                f"with nothing that would ever stop it: {left}.",
+                expected="tunnel.sh in the foreground until asked; then no process left",
+            )
         raise fail(
             f"{t.ending.seconds:g} s after tunnel.sh was asked to end (SIGTERM), this was still running: "
-            + "; ".join(t.ending.left[:4])
-            + ("" if t.ending.asked else " (tunnel.sh itself had already exited, leaving it behind)"),
+            f"{left}.",
             expected="no process left: the tunnel and its port closed",
         )
