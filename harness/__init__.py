@@ -7,6 +7,7 @@ context), ``student`` (launch the student's programs), ``wire`` (the capture) an
 ``evidence`` (attach what a check saw to the report).
 """
 
+from ._accounts import Account, add_accounts, server_account, student_account
 from ._assignment import Assignment, load_assignment
 from ._checks import check
 from ._context import EvidenceRecorder, GradingContext, Launcher, Shared
@@ -22,11 +23,14 @@ from ._dissect import (
     printable,
 )
 from ._errors import CheckFailed, HarnessError, StudentTimeout, fail
+from ._listeners import Ending, ask_to_end, is_loopback, listening_addresses
 from ._packets import Connection
 from ._process import Limits, StudentProcess
 from ._results import CheckResult, Outcome, SubmissionResult, Visibility
 from ._safefile import NotARegularFile, regular_files
 from ._servers import VARIANTS, ClientVisit, GraderPKI, HTTPSTestServer, TLSTestServer
+from ._sshd import SSHLog, SSHServer, sshd_unavailable
+from ._sshkeys import SSHKeyPair, host_certificate
 from ._tls import (
     VERIFY_NO_CHECK_TIME,
     TLSSession,
@@ -42,6 +46,19 @@ from ._tls import (
 from ._wire import Wire
 
 __all__ = [
+    "Account",
+    "Ending",
+    "SSHKeyPair",
+    "SSHLog",
+    "SSHServer",
+    "add_accounts",
+    "ask_to_end",
+    "host_certificate",
+    "is_loopback",
+    "listening_addresses",
+    "server_account",
+    "sshd_unavailable",
+    "student_account",
     "ALERTS",
     "HANDSHAKE_TYPES",
     "VERSIONS",

@@ -113,7 +113,7 @@ SETUP = """#!/usr/bin/env bash
 set -euo pipefail
 apt-get update -qq
 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 python3-venv python3-pip tshark stunnel4 \\
-    nginx-light openssl util-linux bubblewrap
+    nginx-light openssl util-linux bubblewrap openssh-server openssh-client
 python3 -m venv /autograder/venv
 /autograder/venv/bin/pip install -q /autograder/source/wiregrade
 """

@@ -135,7 +135,7 @@ jobs:
         run: |
           sudo apt-get update -qq
           sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \\
-            tshark stunnel4 nginx-light openssl bubblewrap
+            tshark stunnel4 nginx-light openssl bubblewrap openssh-server openssh-client
           # Ubuntu 24.04 restricts unprivileged user namespaces; wiregrade captures inside one
           if [ -e /proc/sys/kernel/apparmor_restrict_unprivileged_userns ]; then
             sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0
