@@ -2,9 +2,10 @@
 
 A grader is a pytest module in ``graders/<id>/`` whose tests are declared with
 :func:`check` and raise :class:`CheckFailed` (via :func:`fail`) when the student's program
-misbehaves. Fixtures from :mod:`harness.plugin` provide the rest: ``grading`` (the session's
-context), ``student`` (launch the student's programs), ``wire`` (the capture) and
-``evidence`` (attach what a check saw to the report).
+misbehaves, or :class:`Blocked` when a check it ``needs`` did not pass. Fixtures from
+:mod:`harness.plugin` provide the rest: ``grading`` (the session's context), ``student``
+(launch the student's programs), ``wire`` (the capture) and ``evidence`` (attach what a
+check saw to the report).
 """
 
 from ._assignment import Assignment, load_assignment
@@ -21,7 +22,7 @@ from ._dissect import (
     not_tls_records,
     printable,
 )
-from ._errors import CheckFailed, HarnessError, StudentTimeout, fail
+from ._errors import Blocked, CheckFailed, HarnessError, StudentTimeout, fail
 from ._packets import Connection
 from ._process import Limits, StudentProcess
 from ._results import CheckResult, Outcome, SubmissionResult, Visibility
@@ -47,6 +48,7 @@ __all__ = [
     "VERSIONS",
     "VARIANTS",
     "Assignment",
+    "Blocked",
     "ClientVisit",
     "GraderPKI",
     "HTTPSTestServer",

@@ -53,6 +53,7 @@ _MARK = {
     Outcome.PASSED: ("PASS", "32"),
     Outcome.FAILED: ("FAIL", "31"),
     Outcome.TIMEOUT: ("TIME", "33"),
+    Outcome.BLOCKED: ("BLKD", "90"),
     Outcome.ERROR: ("ERR ", "35"),
 }
 
@@ -139,7 +140,13 @@ def cmd_check(args: argparse.Namespace) -> int:
 def markdown_summary(result: SubmissionResult) -> str:
     """For $GITHUB_STEP_SUMMARY: the student's view (hidden checks: title and score only)."""
     r = result.for_student()
-    icon = {Outcome.PASSED: "✅", Outcome.FAILED: "❌", Outcome.TIMEOUT: "⏱️", Outcome.ERROR: "⚠️"}
+    icon = {
+        Outcome.PASSED: "✅",
+        Outcome.FAILED: "❌",
+        Outcome.TIMEOUT: "⏱️",
+        Outcome.BLOCKED: "⏸️",
+        Outcome.ERROR: "⚠️",
+    }
     which = "public checks" if r.visibility == "public" else "checks"
     lines = [
         f"## wiregrade: {r.assignment} — {r.score:g}/{r.max_score:g} on {len(r.checks)} {which}",
