@@ -31,7 +31,7 @@ from pathlib import Path, PurePosixPath
 
 from ._assignment import Assignment, project_root
 from ._capture import SECRET_ENV
-from ._outputs import read_adjustments, write_gradebook, write_index, write_outputs
+from ._outputs import read_adjustments, report_navs, write_gradebook, write_index, write_outputs
 from ._proc import become_subreaper, reap_orphans, register_harness_pid, unregister_harness_pid
 from ._results import SubmissionResult
 from ._safefile import NOT_GRADED, walk
@@ -557,8 +557,9 @@ def render_batch(
     results: list[SubmissionResult], out: Path, assignment_id: str, adjustments: Path | None
 ) -> None:
     """Every report, the gradebook and the class page, from results alone."""
+    navs = report_navs({r.student: student_dir(out, r.student) for r in results}, out / "index.html")
     for r in results:
-        write_outputs(r, student_dir(out, r.student))
+        write_outputs(r, student_dir(out, r.student), navs[r.student])
     write_gradebook(results, out / "gradebook.csv", read_adjustments(adjustments) if adjustments else {})
     write_index(results, out / "index.html", assignment_id)
 
