@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+from markupsafe import Markup
 
 from ._assignment import project_root
 from ._markup import hint_html, inline
@@ -37,7 +38,20 @@ def xml_safe(text: str) -> str:
 
 
 def _finalize(value: object) -> object:
+    if isinstance(value, Markup):  # already escaped markup: stays markup (\xNN adds no tag)
+        return Markup(xml_safe(value))
     return xml_safe(value) if isinstance(value, str) else value
+
+
+def plaintext_frames(result: SubmissionResult) -> tuple[bool, int]:
+    """(whether any check looked for the student's message on the wire, how many frames held it)."""
+    looked, found = False, 0
+    for c in result.checks:
+        for e in c.evidence:
+            if e.kind == "frames" and e.data and e.data[0].get("searched", True):
+                looked = True
+                found += sum(bool(f.get("plaintext")) for f in e.data)
+    return looked, found
 
 
 def _env() -> jinja2.Environment:
@@ -192,6 +206,7 @@ def render_report(
             hint_html=hint_html,
             files={k: v for k, v in (files or {}).items() if v},
             nav=nav if instructor else None,
+            wire_search=plaintext_frames(r),
         )
     )
 
