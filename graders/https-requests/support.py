@@ -91,7 +91,7 @@ def refusal(
 ) -> None:
     h = hello.get()
     if h.proc.returncode != 0 or not h.server.requests:
-        raise fail(
+        raise harness.Blocked(
             "Your program does not fetch from the grader's good server (see 'Fetches a page'), so "
             "refusing a bad one proves nothing: refusing everything is not verifying.",
             hint="Make that check pass first; this one runs again then.",

@@ -83,6 +83,7 @@ def test_sni(good: Shared[Run], grading: GradingContext, evidence: harness.Evide
     title="Refuses a certificate from a CA it was not given",
     points=3,
     expected="Exit code not 0 and none of the server's data printed.",
+    needs="good-server",
 )
 def test_refuses_untrusted(refuse: Refuse) -> None:
     refuse("untrusted", "certificate is signed by another CA")
@@ -92,6 +93,7 @@ def test_refuses_untrusted(refuse: Refuse) -> None:
     title="Refuses a certificate for another host name",
     points=3,
     expected="Exit code not 0 and none of the server's data printed.",
+    needs="good-server",
 )
 def test_refuses_wrong_host(refuse: Refuse, grading: GradingContext) -> None:
     refuse("wrong-host", f"certificate is for not-{grading.assignment.host}")
@@ -101,6 +103,7 @@ def test_refuses_wrong_host(refuse: Refuse, grading: GradingContext) -> None:
     title="Refuses an expired certificate",
     points=3,
     expected="Exit code not 0 and none of the server's data printed.",
+    needs="good-server",
 )
 def test_refuses_expired(refuse: Refuse) -> None:
     refuse("expired", "certificate expired yesterday")
@@ -111,6 +114,7 @@ def test_refuses_expired(refuse: Refuse) -> None:
     points=3,
     expected="When the server sends close_notify, the client answers with its own before closing TCP.",
     hint="After recv() returns b'', call ssl_sock.unwrap() (it sends close_notify), then close.",
+    needs="good-server",
 )
 def test_clean_close(
     good: Shared[Run], payload: tuple[bytes, ...], evidence: harness.EvidenceRecorder
