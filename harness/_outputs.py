@@ -69,8 +69,8 @@ def feedback_text(c: CheckResult) -> str:
     parts = []
     if c.outcome is Outcome.ERROR:
         parts.append("GRADER ERROR (not your fault; these points are not lost, the check will be re-run).")
-    if c.outcome is Outcome.BLOCKED:
-        parts.append(f"BLOCKED by {c.blocked_by}: not run, because that check did not pass.")
+    if c.outcome is Outcome.BLOCKED:  # one line: the cause is told where it happened
+        return f"BLOCKED by {c.blocked_by}: " + (c.seen or "not run, because that check did not pass.")
     if c.seen:
         parts.append(c.seen)
     if c.expected and c.outcome not in (Outcome.PASSED, Outcome.BLOCKED):
