@@ -65,7 +65,7 @@ def hello(grading: GradingContext, pki: GraderPKI, token: str) -> Shared[Fetch]:
         with grading.launcher() as launcher:
             return fetch(grading, launcher, pki, token, "good", "/hello")
 
-    return Shared(run)
+    return Shared(run, owner="Fetches a page over HTTPS, trusting the given CA")
 
 
 def insecure_source(ctx: GradingContext) -> str:

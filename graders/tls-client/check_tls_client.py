@@ -32,7 +32,7 @@ from harness import GradingContext, Shared, check, fail
 def test_good_server(
     good: Shared[Run], payload: tuple[bytes, ...], evidence: harness.EvidenceRecorder
 ) -> None:
-    r = good.get()
+    r = good.get(owner=True)
     out = printed(r.proc.stdout.data())
     got = [i + 1 for i, chunk in enumerate(payload) if chunk in out]
     visit = r.visit
@@ -63,6 +63,7 @@ def test_good_server(
     points=3,
     expected="The ClientHello on the wire carries the host name in its server_name extension.",
     hint="Pass server_hostname=HOST to wrap_socket: it sends SNI and checks the name.",
+    needs="good-server",
 )
 def test_sni(good: Shared[Run], grading: GradingContext, evidence: harness.EvidenceRecorder) -> None:
     r = good.get()

@@ -80,7 +80,7 @@ def good(grading: GradingContext, pki: GraderPKI, payload: tuple[bytes, ...]) ->
         with grading.launcher() as launcher:
             return run_client(grading, launcher, pki, "good", payload)
 
-    return Shared(run)
+    return Shared(run, owner="Reads everything from a good server, then exits 0")
 
 
 def require_good(good: Shared[Run]) -> Run:
