@@ -146,6 +146,10 @@ def test_hints_keep_code_as_code() -> None:
         "<pre><code>[ v3_server ]\nbasicConstraints = critical, CA:FALSE  # a comment\nsubjectAltName" in hs
     )
     assert "<code>ssl_sock.unwrap()</code>" in page and "`ssl_sock" not in page
+    r = result()
+    said = replace(r.checks[0], seen="`openssl req -x509` makes a v1 <certificate>")
+    page = render_report(replace(r, checks=(said,)))
+    assert "<code>openssl req -x509</code> makes a v1 &lt;certificate&gt;" in page  # escaped, then code
 
 
 def test_seen_is_labelled_and_expected_worded_once() -> None:
