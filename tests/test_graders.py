@@ -99,3 +99,13 @@ def test_blocked_checks_name_a_check_of_their_own_submission_that_did_not_pass(
                 cause = by_id[c.blocked_by]
                 assert cause.outcome in (Outcome.FAILED, Outcome.TIMEOUT), (name, c.id, cause.id)
                 assert c.score == 0
+
+
+def test_the_report_labels_a_client_hello_as_wireshark_does(exercises: Exercises) -> None:
+    """Two passes (tshark -2): the ClientHello of a TLS 1.3 session reads TLSv1.3, as in
+    Wireshark's window, not its record's TLSv1 (in a unit about refusing TLS 1.0)."""
+    leak = next(c for c in exercises.graded("tls-server")["reference"].checks if c.id == "no-plaintext")
+    rows = next(e for e in leak.evidence if e.kind == "frames").data
+    hellos = [f for f in rows if "Client Hello" in f["info"]]
+    assert hellos and {f["protocol"] for f in hellos} == {"TLSv1.3"}
+    assert all(f["searched"] and not f["plaintext"] for f in rows)  # the legend: nothing in clear
