@@ -2,9 +2,10 @@
 
 A grader is a pytest module in ``graders/<id>/`` whose tests are declared with
 :func:`check` and raise :class:`CheckFailed` (via :func:`fail`) when the student's program
-misbehaves. Fixtures from :mod:`harness.plugin` provide the rest: ``grading`` (the session's
-context), ``student`` (launch the student's programs), ``wire`` (the capture) and
-``evidence`` (attach what a check saw to the report).
+misbehaves, or :class:`Blocked` when a check it ``needs`` did not pass. Fixtures from
+:mod:`harness.plugin` provide the rest: ``grading`` (the session's context), ``student``
+(launch the student's programs), ``wire`` (the capture) and ``evidence`` (attach what a
+check saw to the report).
 """
 
 from ._accounts import Account, add_accounts, server_account, student_account
@@ -22,7 +23,7 @@ from ._dissect import (
     not_tls_records,
     printable,
 )
-from ._errors import CheckFailed, HarnessError, StudentTimeout, fail
+from ._errors import Blocked, CheckFailed, HarnessError, StudentTimeout, fail
 from ._listeners import Ending, ask_to_end, is_loopback, listening_addresses
 from ._packets import Connection
 from ._process import Limits, StudentProcess
@@ -64,6 +65,7 @@ __all__ = [
     "VERSIONS",
     "VARIANTS",
     "Assignment",
+    "Blocked",
     "ClientVisit",
     "GraderPKI",
     "HTTPSTestServer",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -25,6 +25,7 @@ class CheckSpec:
     hint: str
     expected: str
     timeout: float | None
+    needs: tuple[str, ...] = ()  # ids of the checks this one cannot happen without
 
 
 def check(
@@ -36,11 +37,15 @@ def check(
     expected: str = "",
     timeout: float | None = None,
     id: str | None = None,  # noqa: A002 - the check's id, by default from the function name
+    needs: str | Sequence[str] = (),
 ) -> Callable[[F], F]:
     """Mark a test function as a graded check.
 
-    ``title`` is one line a student reads; ``expected`` says what a correct submission does;
-    ``hint`` what to try when it fails. A wrong value fails at import: a typo in a grader
+    ``title`` is one line a student reads; ``expected`` says what a correct submission does
+    (the same words whether it passed or failed); ``hint`` what to try when it fails.
+    ``needs`` names the checks (by id, declared earlier) without which this one cannot
+    happen: when the check raises :class:`~harness.Blocked` and one of them did not pass, it
+    is BLOCKED by that check, not failed. A wrong value fails at import: a typo in a grader
     must never turn into a silently different mark.
     """
     if not isinstance(title, str) or not title.strip() or "\n" in title:
@@ -53,6 +58,10 @@ def check(
         raise ValueError(f"check visibility must be 'public' or 'hidden', not {visibility!r}") from None
     if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
         raise TypeError(f"check timeout must be a positive number of seconds, not {timeout!r}")
+    wanted = (needs,) if isinstance(needs, str) else tuple(needs)
+    for need in wanted:
+        if not isinstance(need, str) or not _ID.match(need):
+            raise ValueError(f"check needs must be check ids (lowercase letters, digits, '-'), not {need!r}")
 
     def decorate(fn: F) -> F:
         name = fn.__name__
@@ -61,7 +70,9 @@ def check(
         check_id = id or name[len("test_") :].replace("_", "-")
         if not _ID.match(check_id):
             raise ValueError(f"check id {check_id!r} must be lowercase letters, digits and '-'")
-        spec = CheckSpec(check_id, title.strip(), float(points), vis, hint, expected, timeout)
+        if check_id in wanted:
+            raise ValueError(f"check {check_id!r} cannot need itself")
+        spec = CheckSpec(check_id, title.strip(), float(points), vis, hint, expected, timeout, wanted)
         return pytest.mark.wiregrade_check(spec)(fn)  # type: ignore[no-any-return]
 
     return decorate

@@ -262,8 +262,9 @@ def markdown_summary(result: SubmissionResult) -> str:
     for c in r.checks:
         word = c.outcome.value
         lines.append(f"| {_ICON.get(word, '•')} | {_cell(c.title)} | {word} | {c.score:g}/{c.points:g} |")
+    blocked = [c for c in r.checks if c.outcome is Outcome.BLOCKED and not c.hidden]
     for c in r.checks:
-        if c.outcome is Outcome.PASSED or c.hidden:
+        if c.outcome in (Outcome.PASSED, Outcome.BLOCKED) or c.hidden:
             continue
         text = feedback_text(c)
         if len(text) > SUMMARY_TEXT:
@@ -274,5 +275,9 @@ def markdown_summary(result: SubmissionResult) -> str:
         for e in c.evidence:
             if e.kind == "frames":
                 lines += ["", *_frames_table(e)]
+    if blocked:  # echoes of a failure above, not mistakes of their own: collapsed
+        lines += ["", f"<details><summary>{len(blocked)} check(s) could not run (blocked)</summary>", ""]
+        lines += [f"- {_cell(c.title)}: blocked by `{c.blocked_by}`" for c in blocked]
+        lines += ["", "</details>"]
     lines += ["", f"The full report is this run's `{ARTIFACT}` artifact (report.html)."]
     return "\n".join(lines) + "\n"

@@ -16,7 +16,7 @@ from typing import Any, Generic, TypeVar
 
 from . import _cgroup, _sandbox
 from ._assignment import Assignment
-from ._errors import CheckFailed, HarnessError
+from ._errors import Blocked, CheckFailed, HarnessError
 from ._isolation import Isolation, in_private_mounts, mount_tmpfs, unmount
 from ._process import Limits, StudentProcess, clean_environment
 from ._results import Evidence
@@ -520,7 +520,7 @@ class Shared(Generic[T]):
             self._done = True
         if self._exc is not None:
             if isinstance(self._exc, CheckFailed) and self._owner and not owner:
-                raise type(self._exc)(
+                raise Blocked(  # BLOCKED by the check's declared need (see harness.check)
                     f"This check could not run: it needs what '{self._owner}' checks, and that failed.",
                     hint=f"See '{self._owner}' first.",
                 ) from None

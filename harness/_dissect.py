@@ -216,9 +216,15 @@ class Undissected(Transcript):
         return f"Undissected({self._why!r})"
 
 
-def dissect(conn: Connection, keylog: Path | None = None) -> Transcript:
+def dissect(conn: Connection, keylog: Path | None = None, *, two_pass: bool = False) -> Transcript:
     """Run tshark over one connection (decrypting with ``keylog`` if given). Without tshark,
-    an :class:`Undissected` transcript: only the checks that read it are left undone."""
+    an :class:`Undissected` transcript: only the checks that read it are left undone.
+
+    ``two_pass`` (``tshark -2``) labels the Protocol column as Wireshark's window does: a
+    ClientHello reads as the session's version (TLSv1.3), not its record's (TLSv1), which a
+    student learning to refuse TLS 1.0 would take for the real thing. The checks read
+    fields, which one pass gives alike; the report's frame table asks for two.
+    """
     if shutil.which("tshark") is None:
         return Undissected(TSHARK_MISSING)
     exe = tshark_path()
@@ -238,6 +244,8 @@ def dissect(conn: Connection, keylog: Path | None = None) -> Transcript:
             "-E",
             "aggregator=;",
         ]
+        if two_pass:
+            cmd.append("-2")
         if keylog is not None:
             cmd += ["-o", f"tls.keylog_file:{keylog}"]
         for f in _FIELDS:
@@ -310,7 +318,8 @@ def frame_rows(
     secret: bytes = b"",
 ) -> list[dict[str, object]]:
     """One connection as Wireshark lists it (for a report's frame table): ``client`` and
-    ``server`` name the two ends; frames whose payload holds ``secret`` are marked."""
+    ``server`` name the two ends; frames whose payload holds ``secret`` are marked, and every
+    row says whether a secret was looked for (the report's legend depends on it)."""
     return [
         {
             "no": f.number,
@@ -321,6 +330,7 @@ def frame_rows(
             "info": f.info,
             "payload": printable(f.payload[:160]),
             "plaintext": bool(secret) and secret in f.payload,
+            "searched": bool(secret),
         }
-        for f in dissect(conn, keylog).frames
+        for f in dissect(conn, keylog, two_pass=True).frames
     ]

@@ -4,7 +4,9 @@ The grader's verdict depends on the exception a check ends with::
 
     Exception
     ├── CheckFailed          the student's program did the wrong thing  -> FAILED
-    │   └── StudentTimeout   ... or did not do it in time               -> TIMEOUT
+    │   ├── StudentTimeout   ... or did not do it in time               -> TIMEOUT
+    │   └── Blocked          ... this check could not happen: a check it
+    │                        needs (``@check(needs=...)``) did not pass -> BLOCKED
     └── HarnessError         wiregrade or this machine failed           -> ERROR
 
 Any other exception escaping a check is a bug in the grader and is reported as ERROR too:
@@ -29,6 +31,16 @@ class CheckFailed(Exception):
 
 class StudentTimeout(CheckFailed):
     """The student's program did not do something within its time limit."""
+
+
+class Blocked(CheckFailed):
+    """This check cannot happen because something another check proves is missing.
+
+    The plugin turns it into BLOCKED, linked to the first of the check's declared ``needs``
+    that did not pass (scored 0, not counted as a missed idea). Where no declared need
+    failed, the grader's declaration is incomplete and the check is FAILED with ``seen``, as
+    before BLOCKED existed: never a pass.
+    """
 
 
 class HarnessError(Exception):

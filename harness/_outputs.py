@@ -9,18 +9,22 @@ from __future__ import annotations
 import csv
 import html
 import json
+import os
 import re
 import statistics
 import urllib.parse
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import jinja2
+from markupsafe import Markup
 
 from ._assignment import project_root
 from ._classpage import SORT_SCRIPT, class_matrix, script_hash
+from ._markup import hint_html, inline
 from ._results import CheckResult, Outcome, SubmissionResult
 from ._store import Arrival
 
@@ -37,7 +41,20 @@ def xml_safe(text: str) -> str:
 
 
 def _finalize(value: object) -> object:
+    if isinstance(value, Markup):  # already escaped markup: stays markup (\xNN adds no tag)
+        return Markup(xml_safe(value))
     return xml_safe(value) if isinstance(value, str) else value
+
+
+def plaintext_frames(result: SubmissionResult) -> tuple[bool, int]:
+    """(whether any check looked for the student's message on the wire, how many frames held it)."""
+    looked, found = False, 0
+    for c in result.checks:
+        for e in c.evidence:
+            if e.kind == "frames" and e.data and e.data[0].get("searched", True):
+                looked = True
+                found += sum(bool(f.get("plaintext")) for f in e.data)
+    return looked, found
 
 
 def _env() -> jinja2.Environment:
@@ -55,10 +72,12 @@ def feedback_text(c: CheckResult) -> str:
     parts = []
     if c.outcome is Outcome.ERROR:
         parts.append("GRADER ERROR (not your fault; these points are not lost, the check will be re-run).")
+    if c.outcome is Outcome.BLOCKED:  # one line: the cause is told where it happened
+        return f"BLOCKED by {c.blocked_by}: " + (c.seen or "not run, because that check did not pass.")
     if c.seen:
         parts.append(c.seen)
-    if c.expected and c.outcome is not Outcome.PASSED:
-        parts.append(f"Expected: {c.expected}")
+    if c.expected and c.outcome not in (Outcome.PASSED, Outcome.BLOCKED):
+        parts.append(f"Expected: {c.expected}" + (f" (here: {c.expected_here})" if c.expected_here else ""))
     if c.hint:
         parts.append(f"Hint: {c.hint}")
     return "\n".join(parts)
@@ -182,6 +201,7 @@ def junit(result: SubmissionResult) -> ET.ElementTree:
         tests=str(len(r.checks)),
         failures=str(sum(c.outcome in (Outcome.FAILED, Outcome.TIMEOUT) for c in r.checks)),
         errors=str(sum(c.outcome is Outcome.ERROR for c in r.checks)),
+        skipped=str(sum(c.outcome is Outcome.BLOCKED for c in r.checks)),
         time=f"{r.duration:.3f}",
     )
     for c in r.checks:
@@ -200,6 +220,9 @@ def junit(result: SubmissionResult) -> ET.ElementTree:
             el.text = feedback_text(c)
         elif c.outcome is Outcome.ERROR:
             el = ET.SubElement(case, "error", type="harness", message="grader error")
+            el.text = feedback_text(c)
+        elif c.outcome is Outcome.BLOCKED:  # not run: skipped, with the check that kept it from running
+            el = ET.SubElement(case, "skipped", type="blocked", message=f"blocked by {c.blocked_by}")
             el.text = feedback_text(c)
     if r.harness_error:
         case = ET.SubElement(suite, "testcase", classname=r.assignment, name="session")
@@ -221,27 +244,84 @@ def write_junit(result: SubmissionResult, path: Path) -> None:
 # --- HTML ------------------------------------------------------------------------------------
 
 
-def render_report(result: SubmissionResult, *, instructor: bool = False) -> str:
+@dataclass(frozen=True)
+class Nav:
+    """Where an instructor report links: the class page and the neighbouring students' reports
+    (relative links, from the report's own folder)."""
+
+    index: str
+    prev: str = ""
+    prev_name: str = ""
+    next: str = ""
+    next_name: str = ""
+
+
+def render_report(
+    result: SubmissionResult,
+    *,
+    instructor: bool = False,
+    files: dict[str, bool] | None = None,
+    nav: Nav | None = None,
+) -> str:
+    """One report page; ``files`` says which of capture.pcap and keys.log lie beside it."""
     r = result if instructor else result.for_student()
     return (
         _env()
         .get_template("report.html.j2")
-        .render(r=r, instructor=instructor, Outcome=Outcome, feedback=feedback_text)
+        .render(
+            r=r,
+            instructor=instructor,
+            Outcome=Outcome,
+            inline=inline,
+            hint_html=hint_html,
+            files={k: v for k, v in (files or {}).items() if v},
+            nav=nav if instructor else None,
+            wire_search=plaintext_frames(r),
+        )
     )
 
 
-def write_report(result: SubmissionResult, path: Path, *, instructor: bool = False) -> None:
-    path.write_text(render_report(result, instructor=instructor))
+def report_navs(folders: dict[str, Path], index: Path) -> dict[str, Nav]:
+    """For each student (name -> the folder of their reports): the links of their
+    instructor report to the class page and to the previous and next student, by name."""
+    names = sorted(folders)
+    navs = {}
+    for i, name in enumerate(names):
+        here = folders[name]
+
+        def link(other: str, here: Path = here) -> str:
+            return os.path.relpath(folders[other] / "instructor.html", here)
+
+        prev = names[i - 1] if i > 0 else ""
+        nxt = names[i + 1] if i + 1 < len(names) else ""
+        navs[name] = Nav(
+            index=os.path.relpath(index, here),
+            prev=link(prev) if prev else "",
+            prev_name=prev,
+            next=link(nxt) if nxt else "",
+            next_name=nxt,
+        )
+    return navs
 
 
-def write_outputs(result: SubmissionResult, out: Path) -> None:
+def write_report(
+    result: SubmissionResult, path: Path, *, instructor: bool = False, nav: Nav | None = None
+) -> None:
+    files = {
+        "capture": (path.parent / "capture.pcap").is_file(),
+        "keys": (path.parent / "keys.log").is_file(),
+    }
+    path.write_text(render_report(result, instructor=instructor, files=files, nav=nav))
+
+
+def write_outputs(result: SubmissionResult, out: Path, nav: Nav | None = None) -> None:
     """Everything for one submission: results.json, junit.xml, report.html (+ instructor.html)."""
     out.mkdir(parents=True, exist_ok=True)
     write_gradescope(result, out / "results.json")
     write_junit(result, out / "junit.xml")
     write_report(result, out / "report.html")
     if result.visibility == "all":
-        write_report(result, out / "instructor.html", instructor=True)
+        write_report(result, out / "instructor.html", instructor=True, nav=nav)
 
 
 # --- the class -------------------------------------------------------------------------------
@@ -328,7 +408,9 @@ def class_summary(results: Sequence[SubmissionResult]) -> dict[str, Any]:
     cols = check_columns(results)
     rates = []
     for cid, title, points in cols:
-        outs = [c for r in graded for c in r.checks if c.id == cid and c.outcome is not Outcome.ERROR]
+        # Neither the grader's errors nor the checks blocked by another are a missed idea.
+        mine = [c for r in graded for c in r.checks if c.id == cid]
+        outs = [c for c in mine if c.outcome not in (Outcome.ERROR, Outcome.BLOCKED)]
         passed = sum(c.outcome is Outcome.PASSED for c in outs)
         rates.append(
             {
@@ -337,6 +419,7 @@ def class_summary(results: Sequence[SubmissionResult]) -> dict[str, Any]:
                 "points": points,
                 "passed": passed,
                 "of": len(outs),
+                "blocked": sum(c.outcome is Outcome.BLOCKED for c in mine),
                 "rate": passed / len(outs) if outs else 0.0,
             }
         )

@@ -13,6 +13,7 @@ class Outcome(str, enum.Enum):
     PASSED = "passed"
     FAILED = "failed"
     TIMEOUT = "timeout"
+    BLOCKED = "blocked"  # could not happen because the check named in blocked_by did not pass
     ERROR = "error"  # harness fault: neither the student's failure nor a pass
 
 
@@ -38,12 +39,14 @@ class CheckResult:
     score: float
     outcome: Outcome
     visibility: Visibility
-    expected: str = ""
+    expected: str = ""  # what a correct submission does: the same words, passed or failed
+    expected_here: str = ""  # what this failure wanted, precisely (where that says more)
     seen: str = ""
     hint: str = ""
     details: str = ""  # instructor-only: a traceback for harness errors
     evidence: tuple[Evidence, ...] = ()
     duration: float = 0.0
+    blocked_by: str = ""  # BLOCKED: the id of the check whose failure kept this one from running
 
     @property
     def hidden(self) -> bool:
@@ -60,6 +63,7 @@ class CheckResult:
                 outcome=self.outcome,
                 visibility=self.visibility,
                 duration=self.duration,
+                blocked_by=self.blocked_by,
             )
         return replace(self, details="")
 
@@ -87,6 +91,18 @@ class SubmissionResult:
     refused: str = ""  # the submission could not be taken in (e.g. an unsafe zip)
     timings: dict[str, Any] = field(default_factory=dict)  # where the session's time went
     duration: float = 0.0
+    graded_at: str = ""  # UTC, ISO 8601, when the session ended
+    wiregrade_version: str = ""
+    grader_fingerprint: str = ""  # of the checks, the exercise's settings and the engine
+
+    @property
+    def failures(self) -> tuple[CheckResult, ...]:
+        """The student's own misses: failed or too slow (not blocked, not our errors)."""
+        return tuple(c for c in self.checks if c.outcome in (Outcome.FAILED, Outcome.TIMEOUT))
+
+    @property
+    def blocked(self) -> tuple[CheckResult, ...]:
+        return tuple(c for c in self.checks if c.outcome is Outcome.BLOCKED)
 
     @property
     def score(self) -> float:

@@ -30,7 +30,7 @@ from ._assignment import Assignment, project_root
 from ._capture import SECRET_ENV
 from ._errors import HarnessError
 from ._intake import Intake, IntakeError, is_late, take_in_all
-from ._outputs import read_adjustments, write_gradebook, write_index, write_outputs
+from ._outputs import read_adjustments, report_navs, write_gradebook, write_index, write_outputs
 from ._proc import become_subreaper, reap_orphans, register_harness_pid, unregister_harness_pid
 from ._progress import PROGRESS_ENV, Event, listen
 from ._results import SubmissionResult
@@ -319,8 +319,9 @@ def render_batch(
     arrivals: dict[str, Arrival] | None = None,
 ) -> None:
     """Every report, the gradebook and the class page, from results alone."""
+    navs = report_navs({r.student: student_dir(out, r.student) for r in results}, out / "index.html")
     for r in results:
-        write_outputs(r, student_dir(out, r.student))
+        write_outputs(r, student_dir(out, r.student), navs[r.student])
     adj = read_adjustments(adjustments) if adjustments else {}
     write_gradebook(results, out / "gradebook.csv", adj, arrivals or {})
     write_index(

@@ -36,6 +36,9 @@ class Sample:
     replacements: tuple[dict[str, str], ...] = ()  # {file, old, new}: the sample's one mistake
     # check id -> words its feedback must hold ([expect.says]): the feedback it should get
     expect_says: tuple[tuple[str, str], ...] = ()
+    # of the failed checks, those that must be BLOCKED (could not run) rather than failed
+    # on their own ([expect] blocked); None where the sample does not say
+    expect_blocked: frozenset[str] | None = None
 
 
 def load_sample(folder: Path) -> Sample:
@@ -50,6 +53,9 @@ def load_sample(folder: Path) -> Sample:
         base=(folder / base).resolve() if base else None,
         replacements=tuple(data.get("replace", [])),
         expect_says=tuple(data.get("expect", {}).get("says", {}).items()),
+        expect_blocked=(
+            frozenset(data["expect"]["blocked"]) if "blocked" in data.get("expect", {}) else None
+        ),
     )
 
 

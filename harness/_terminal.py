@@ -36,6 +36,7 @@ _MARK = {
     Outcome.PASSED: ("PASS", "32"),
     Outcome.FAILED: ("FAIL", "31"),
     Outcome.TIMEOUT: ("TIME", "33"),
+    Outcome.BLOCKED: ("BLKD", "90"),
     Outcome.ERROR: ("ERR ", "35"),
 }
 

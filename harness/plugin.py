@@ -14,7 +14,9 @@ import sys
 import time
 import traceback
 from collections.abc import Generator, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +31,13 @@ from ._context import (
     current_isolation,
     current_student_user,
 )
-from ._errors import CheckFailed, HarnessError, StudentTimeout
+from ._errors import Blocked, CheckFailed, HarnessError, StudentTimeout
 from ._isolation import hide, unhide
+from ._markup import relative_paths
 from ._progress import ProgressWriter
-from ._results import CheckResult, Environment, Outcome, SubmissionResult, Visibility
+from ._results import CheckResult, Environment, Evidence, Outcome, SubmissionResult, Visibility
 from ._servers import GraderPKI
+from ._store import fingerprint_grader
 from ._timing import snapshot as timing_snapshot
 from ._wire import Wire
 
@@ -109,6 +113,7 @@ def pytest_collection_modifyitems(
     st = config.stash[STATE]
     seen: dict[str, str] = {}
     problems = []
+    visibility_of = {s.id: s.visibility for i in items if (s := spec_of(i))}
     for item in items:
         spec = spec_of(item)
         if spec is None:
@@ -117,6 +122,13 @@ def pytest_collection_modifyitems(
         if spec.id in seen:
             problems.append(f"{item.nodeid}: check id {spec.id!r} also used by {seen[spec.id]}")
         seen[spec.id] = item.nodeid
+        for need in spec.needs:  # run order decides: a need must have its outcome already
+            if need not in visibility_of:
+                problems.append(f"{item.nodeid}: needs {need!r}, which is no check of this grader")
+            elif need not in seen:
+                problems.append(f"{item.nodeid}: needs {need!r}, which must be declared (run) before it")
+            elif spec.visibility is Visibility.PUBLIC and visibility_of[need] is Visibility.HIDDEN:
+                problems.append(f"{item.nodeid}: a public check cannot need the hidden check {need!r}")
         # Hidden checks live in hidden_*.py and only there: a student bundle is made of the
         # other files, so a hidden check in a public file would leak.
         in_hidden_file = item.path.name.startswith("hidden_")
@@ -277,6 +289,8 @@ def classify(phases: dict[str, tuple[str, Any]]) -> tuple[Outcome, str, str, str
         if state != "raised":
             continue
         exc = excinfo.value
+        if when == "call" and isinstance(exc, Blocked):  # _record links it to the need, or fails it
+            return Outcome.BLOCKED, exc.seen, exc.expected, exc.hint, ""
         if when == "call" and isinstance(exc, StudentTimeout):
             return Outcome.TIMEOUT, exc.seen, exc.expected, exc.hint, ""
         if when == "call" and isinstance(exc, CheckFailed):
@@ -322,7 +336,12 @@ def _record(item: pytest.Item) -> None:
         return
     phases = item.stash.get(PHASES, {})
     outcome, seen, expected, hint, details = classify(phases)
+    blocked_by = ""
+    if outcome is Outcome.BLOCKED:
+        outcome, seen, hint, blocked_by = _blocked(spec, st.results, seen, hint)
     rec = item.stash.get(EVIDENCE, None)
+    # Paths in a student's traceback read as in their own folder, not the session's copy.
+    folder = str(st.ctx.submission) if st.ctx is not None else ""
     st.results[spec.id] = CheckResult(
         id=spec.id,
         title=spec.title,
@@ -330,15 +349,69 @@ def _record(item: pytest.Item) -> None:
         score=spec.points if outcome is Outcome.PASSED else 0.0,
         outcome=outcome,
         visibility=spec.visibility,
-        expected=expected or spec.expected,
-        seen=seen,
-        hint=(hint or spec.hint) if outcome in (Outcome.FAILED, Outcome.TIMEOUT) else "",
+        expected=spec.expected or expected,  # said once, the same way passed or failed
+        expected_here=expected if spec.expected and expected != spec.expected else "",
+        seen=relative_paths(seen, folder),
+        hint=(hint or spec.hint) if outcome in (Outcome.FAILED, Outcome.TIMEOUT) else hint,
         details=details,
-        evidence=tuple(rec.items) if rec else (),
+        evidence=tuple(_relative_evidence(e, folder) for e in rec.items) if rec else (),
         duration=round(phases.get("_duration", ("", 0.0))[1], 3),
+        blocked_by=blocked_by,
     )
     r = st.results[spec.id]
     st.progress.emit("check", id=r.id, title=r.title, outcome=r.outcome.value, score=r.score, points=r.points)
+
+
+def _relative_evidence(e: Evidence, folder: str) -> Evidence:
+    return replace(e, data=relative_paths(e.data, folder)) if isinstance(e.data, str) else e
+
+
+def _blocked(
+    spec: CheckSpec, results: dict[str, CheckResult], seen: str, hint: str
+) -> tuple[Outcome, str, str, str]:
+    """(outcome, seen, hint, blocked_by) of a check that raised Blocked.
+
+    BLOCKED by the first declared need that did not pass, followed to the root cause (a
+    check blocked by one that was itself blocked points where the story is told). A need the
+    grader failed on makes this an ERROR too: it cannot be judged. With no failed need the
+    grader's declaration is incomplete, and the check FAILS as it said (never a pass).
+    """
+    need = next(
+        (results[n] for n in spec.needs if n in results and results[n].outcome is not Outcome.PASSED), None
+    )
+    if need is None:
+        return Outcome.FAILED, seen, hint, ""
+    if need.outcome is Outcome.BLOCKED and need.blocked_by in results:
+        need = results[need.blocked_by]
+    if need.outcome is Outcome.ERROR:
+        return (
+            Outcome.ERROR,
+            f"The grader could not run this check: it needs what '{need.title}' checks, and the "
+            "grader failed there. This is not your fault and costs you nothing until it is re-run.",
+            "",
+            "",
+        )
+    return (
+        Outcome.BLOCKED,
+        f"This check could not run: it needs what '{need.title}' checks, and that did not pass "
+        f"(see '{need.title}').",
+        f"Fix '{need.title}' first; this check runs again on your next submission.",
+        need.id,
+    )
+
+
+def _version() -> str:
+    try:
+        return metadata.version("wiregrade")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def _fingerprint(a: Assignment) -> str:
+    try:
+        return fingerprint_grader(a)[:12]
+    except OSError as exc:  # the report says so; the marks do not depend on it
+        return f"unknown ({exc.strerror or exc})"
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -383,5 +456,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         harness_error=harness_error,
         duration=round(time.monotonic() - st.started, 3),
         timings=timing_snapshot(),
+        graded_at=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        wiregrade_version=_version(),
+        grader_fingerprint=_fingerprint(st.assignment),
     )
     result.save(st.out / "session.json")

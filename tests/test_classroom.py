@@ -372,6 +372,14 @@ def test_a_status_the_summary_does_not_know_shows_as_its_own_word() -> None:
     assert "<strong>blocked</strong>" in html
 
 
+def test_a_blocked_check_is_collapsed_in_the_step_summary_not_told_as_a_failure() -> None:
+    text = markdown_summary(shown(Outcome.BLOCKED, blocked_by="a"))
+    assert "| ⛔ | Second | blocked | 0/3 |" in text
+    assert "### ⛔ Second" not in text and "it printed" not in text  # no fenced failure of its own
+    assert "<details><summary>1 check(s) could not run (blocked)</summary>" in text
+    assert "- Second: blocked by `a`" in text
+
+
 def test_gradescope_shows_each_public_check_with_its_evidence_in_html() -> None:
     gs = gradescope(shown(Outcome.FAILED))
     tests = gs["tests"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import pwd
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from harness._results import Outcome
 from harness.cli import ExitCode, main
 from tests.conftest import ROOT, Exercises, interpreter_for_nobody, needs_tshark
 
@@ -307,3 +309,10 @@ def test_ctrl_c_stops_a_batch_at_once(tls_server_submissions: Path, tmp_path: Pa
     while own_session_processes() and time.monotonic() < deadline:
         time.sleep(0.05)  # polling /proc for what the sessions left, bounded
     assert own_session_processes() == []
+
+
+def test_a_blocked_check_has_its_own_mark_in_the_terminal() -> None:
+    from harness._terminal import Style, check_line
+
+    line = check_line("Second client", Outcome.BLOCKED, 0, 3, Style(io.StringIO()), 100)
+    assert line.startswith("  BLKD  Second client") and line.endswith("0/3")

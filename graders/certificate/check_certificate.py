@@ -43,6 +43,7 @@ def test_script_runs(made: Shared[Made]) -> None:
     points=2,
     expected="server.crt parses, its issuer is its subject, and its signature verifies with its own key.",
     hint="`openssl req -x509` makes a self-signed certificate; without -x509 it makes a request.",
+    needs="script-runs",
 )
 def test_self_signed(made: Shared[Made], evidence: harness.EvidenceRecorder) -> None:
     cert = certificate(made.get())
@@ -63,6 +64,7 @@ def test_self_signed(made: Shared[Made], evidence: harness.EvidenceRecorder) -> 
     title="server.key is the certificate's private key",
     points=1,
     expected="server.key is an unencrypted private key whose public half is in server.crt.",
+    needs="script-runs",
 )
 def test_key_matches(made: Shared[Made]) -> None:
     m = made.get()
@@ -76,6 +78,7 @@ def test_key_matches(made: Shared[Made]) -> None:
     points=2,
     expected="server.pem = server.crt followed by server.key (both, in one file).",
     hint="cat server.crt server.key > server.pem",
+    needs="script-runs",
 )
 def test_pem_bundle(made: Shared[Made]) -> None:
     m = made.get()
@@ -98,6 +101,7 @@ def test_pem_bundle(made: Shared[Made]) -> None:
     points=2,
     expected="C, ST, L, O and OU as in the handout.",
     hint="Set them in the [ req_distinguished_name ] section of server.cnf.",
+    needs="script-runs",
 )
 def test_subject(made: Shared[Made], grading: GradingContext, evidence: harness.EvidenceRecorder) -> None:
     cert = certificate(made.get())
@@ -118,6 +122,7 @@ def test_subject(made: Shared[Made], grading: GradingContext, evidence: harness.
     expected="CN = the handout's host, and a subjectAltName DNS entry for it.",
     hint="Modern clients ignore the CN and look only at subjectAltName: add an x509_extensions "
     "section with subjectAltName = DNS:<host>.",
+    needs="script-runs",
 )
 def test_host_names(made: Shared[Made], grading: GradingContext) -> None:
     cert = certificate(made.get())
@@ -148,6 +153,7 @@ def test_host_names(made: Shared[Made], grading: GradingContext) -> None:
     points=2,
     expected="An RSA key of at least 4096 bits.",
     hint="-newkey rsa:4096",
+    needs="script-runs",
 )
 def test_key_size(made: Shared[Made], grading: GradingContext) -> None:
     want = int(grading.assignment.settings["certificate"]["key_bits"])
@@ -163,6 +169,7 @@ def test_key_size(made: Shared[Made], grading: GradingContext) -> None:
     points=2,
     expected="Valid for 1095 days (a day's slack), starting no later than now.",
     hint="-days 1095",
+    needs="script-runs",
 )
 def test_validity(made: Shared[Made], grading: GradingContext, evidence: harness.EvidenceRecorder) -> None:
     cert = certificate(made.get())
@@ -184,6 +191,7 @@ def test_validity(made: Shared[Made], grading: GradingContext, evidence: harness
     points=3,
     expected="A Python TLS server loads server.crt and server.key; a client trusting server.crt "
     "completes a handshake with it.",
+    needs="script-runs",
 )
 def test_tls_works(made: Shared[Made]) -> None:
     server, client = tls_contexts(made.get(), strict=False)
@@ -196,12 +204,13 @@ def test_tls_works(made: Shared[Made]) -> None:
     title="It passes strict X.509 verification (Python 3.13's default)",
     points=3,
     expected="The handshake also succeeds with ssl.VERIFY_X509_STRICT.",
+    needs=("script-runs", "tls-works"),
 )
 def test_strict_verification(made: Shared[Made], grading: GradingContext) -> None:
     m = made.get()
     server, client = tls_contexts(m, strict=False)
     if harness.memory_handshake(server, client, None)[1]:
-        raise fail("It does not work in a TLS handshake at all (see 'A TLS server can use it').")
+        raise harness.Blocked("It does not work in a TLS handshake at all (see 'A TLS server can use it').")
     server, client = tls_contexts(m, strict=True)
     _version, error = harness.memory_handshake(server, client, None)
     if not error:
@@ -227,6 +236,7 @@ def test_strict_verification(made: Shared[Made], grading: GradingContext) -> Non
     points=1,
     expected="The key is made by your script, never handed in (keys do not belong in a repository).",
     hint="Delete server.key and server.pem from your folder (and from git: `git rm --cached`).",
+    needs="script-runs",
 )
 def test_no_key_handed_in(made: Shared[Made]) -> None:
     m = made.get()

@@ -17,6 +17,7 @@ from harness import Shared, check, fail
     visibility="hidden",
     expected="server.key and server.pem have no permissions for group or others (chmod 600).",
     hint="chmod 600 server.key server.pem, in your script after making them.",
+    needs="script-runs",
 )
 def test_key_permissions(made: Shared[Made]) -> None:
     m = made.get()

@@ -162,6 +162,7 @@ def test_fresh_iv(
     points=1,
     expected="A token with one bit changed: exit code not 0, nothing on stdout. " + REFUSAL,
     hint="Fernet.decrypt raises InvalidToken when the HMAC does not match: catch it and exit 1.",
+    needs="interop-theirs",
 )
 def test_rejects_tampered(
     grading: GradingContext, student: Launcher, keys: Keys, good_token: Shared[None]
@@ -174,6 +175,7 @@ def test_rejects_tampered(
     title="Refuses a token made with another key",
     points=1,
     expected="A token made with the grader's other key: exit code not 0, nothing on stdout. " + REFUSAL,
+    needs="interop-theirs",
 )
 def test_rejects_wrong_key(
     grading: GradingContext, student: Launcher, keys: Keys, good_token: Shared[None]
@@ -190,6 +192,7 @@ def test_rejects_wrong_key(
     expected="decrypt --ttl 60 of a token made an hour ago: exit code not 0, nothing on stdout; "
     "without --ttl the same token is accepted (exit 0, the plaintext printed). " + REFUSAL,
     hint="Pass the --ttl value to Fernet.decrypt(token, ttl=...), and ttl=None when it is not given.",
+    needs="interop-theirs",
 )
 def test_rejects_expired(
     grading: GradingContext, student: Launcher, keys: Keys, good_token: Shared[None]
@@ -212,6 +215,7 @@ def test_rejects_expired(
     "(judged once decrypt accepts the grader's good token: an error for everything is not an error message).",
     hint="Catch cryptography.fernet.InvalidToken and print e.g. 'invalid token: wrong key, "
     "tampered with, or expired' to sys.stderr, then exit 1.",
+    needs="interop-theirs",
 )
 def test_clean_errors(
     grading: GradingContext, student: Launcher, keys: Keys, good_token: Shared[None]

@@ -9,7 +9,7 @@ from support import (
     program,
 )
 
-from harness import GradingContext, Launcher, StudentProcess, check, fail
+from harness import Blocked, GradingContext, Launcher, StudentProcess, check, fail
 
 # --- hidden checks ------------------------------------------------------------------------
 
@@ -28,6 +28,7 @@ def client_says_hello(student: Launcher, grading: GradingContext, key_path: str,
     "and says why in one line on stderr, without a traceback (judged once the client, given the right "
     "key, prints the answer).",
     hint="Catch InvalidToken when decrypting the answer: say so on stderr and exit 1.",
+    needs="echo-client",
 )
 def test_client_wrong_key(grading: GradingContext, student: Launcher, keys: Keys) -> None:
     server = EchoServer(keys.fernet, answer_anyway=True)
@@ -37,7 +38,7 @@ def test_client_wrong_key(grading: GradingContext, student: Launcher, keys: Keys
     finally:
         server.close()
     if right.returncode != 0 or b"hello" not in right.stdout.data():
-        raise fail(
+        raise Blocked(
             f"With the right key, your client did not print the answer to 'hello' (exit {right.returncode}, "
             f"printed {right.stdout.data()[:80]!r}), so refusing with the wrong key proves nothing "
             "(see 'Echo client sends only tokens and prints the answers').\n" + right.output_tail(5)

@@ -29,6 +29,7 @@ def test_runs(keyed: Shared[Answer]) -> None:
     title="Lists every TLS connection",
     points=1,
     expected="One entry per TLS connection, with its client and server address (IP:port).",
+    needs="runs",
 )
 def test_connections(keyed: Shared[Answer], capture: Capture, evidence: EvidenceRecorder) -> None:
     want = sorted((c["client"], c["server"]) for c in capture.keyed)
@@ -46,6 +47,7 @@ def test_connections(keyed: Shared[Answer], capture: Capture, evidence: Evidence
     expected='"TLS 1.2" or "TLS 1.3": what the ServerHello chose.',
     hint="Not the record version (a ClientHello's record says 0x0301 for compatibility), nor the "
     "ClientHello's legacy_version: in TLS 1.3 the ServerHello's supported_versions extension says it.",
+    needs="runs",
 )
 def test_version(keyed: Shared[Answer], capture: Capture, evidence: EvidenceRecorder) -> None:
     compare(keyed.get(), capture, ("version",), evidence)
@@ -57,6 +59,7 @@ def test_version(keyed: Shared[Answer], capture: Capture, evidence: EvidenceReco
     expected="The suite the ServerHello chose, named as IANA does (TLS_ECDHE_..._WITH_..., TLS_AES_...).",
     hint="tshark's field tls.handshake.ciphersuite is the number; a custom column gives its name: "
     '-o \'gui.column.format:"suite","%Cus:tls.handshake.ciphersuite"\' -e _ws.col.suite.',
+    needs="runs",
 )
 def test_cipher(keyed: Shared[Answer], capture: Capture, evidence: EvidenceRecorder) -> None:
     compare(keyed.get(), capture, ("cipher_suite",), evidence)
@@ -66,6 +69,7 @@ def test_cipher(keyed: Shared[Answer], capture: Capture, evidence: EvidenceRecor
     title="The server name (SNI) from the ClientHello",
     points=2,
     expected="The ClientHello's server_name, or null when the client sent none.",
+    needs="runs",
 )
 def test_sni(keyed: Shared[Answer], capture: Capture, evidence: EvidenceRecorder) -> None:
     compare(keyed.get(), capture, ("sni",), evidence)
@@ -76,6 +80,7 @@ def test_sni(keyed: Shared[Answer], capture: Capture, evidence: EvidenceRecorder
     points=3,
     expected="client_handshake and server_handshake: every handshake message, decrypted ones included.",
     hint="One TCP segment (and one record) can carry several handshake messages: list them all.",
+    needs="runs",
 )
 def test_handshake(keyed: Shared[Answer], capture: Capture, evidence: EvidenceRecorder) -> None:
     compare(keyed.get(), capture, ("client_handshake", "server_handshake"), evidence)
@@ -86,6 +91,7 @@ def test_handshake(keyed: Shared[Answer], capture: Capture, evidence: EvidenceRe
     points=2,
     expected="subject_cn, issuer_cn and not_after (UTC, 2027-01-31T12:00:00Z) of the server's certificate.",
     hint="tls.handshake.certificate is the DER: cryptography.x509.load_der_x509_certificate reads it.",
+    needs="runs",
 )
 def test_certificate_tls12(keyed: Shared[Answer], capture: Capture, evidence: EvidenceRecorder) -> None:
     compare(keyed.get(), capture, ("certificate",), evidence, tls12)
@@ -96,6 +102,7 @@ def test_certificate_tls12(keyed: Shared[Answer], capture: Capture, evidence: Ev
     points=2,
     expected="In TLS 1.3 the certificate is encrypted; with the key log tshark decrypts it: report it.",
     hint="Pass the key log to tshark (-o tls.keylog_file:PATH); the Certificate message then appears.",
+    needs="runs",
 )
 def test_certificate_tls13(keyed: Shared[Answer], capture: Capture, evidence: EvidenceRecorder) -> None:
     compare(keyed.get(), capture, ("certificate",), evidence, tls13)
@@ -107,6 +114,7 @@ def test_certificate_tls13(keyed: Shared[Answer], capture: Capture, evidence: Ev
     expected='close_notify: {"client": true|false, "server": true|false} (with the key log).',
     hint="A close_notify is an alert of level 1, description 0. Not every connection ends with one: "
     "a side that just closes the socket sends none.",
+    needs="runs",
 )
 def test_close_notify(keyed: Shared[Answer], capture: Capture, evidence: EvidenceRecorder) -> None:
     compare(keyed.get(), capture, ("close_notify",), evidence)
@@ -118,6 +126,7 @@ def test_close_notify(keyed: Shared[Answer], capture: Capture, evidence: Evidenc
     expected='application_data: {"client": N, "server": M}, the decrypted bytes each side sent.',
     hint="Count the decrypted application data (tshark: data.len), not the records' lengths: those "
     "include the authentication tag and more.",
+    needs="runs",
 )
 def test_app_data(keyed: Shared[Answer], capture: Capture, evidence: EvidenceRecorder) -> None:
     compare(keyed.get(), capture, ("application_data",), evidence)
@@ -137,6 +146,7 @@ IN_CLEAR = ("version", "cipher_suite", "sni", "resumed", "client_handshake", "se
     "application_data.",
     hint="An eavesdropper has no keys: report what it can see, and null where it would be guessing. "
     "An encrypted handshake message has no type an eavesdropper can read.",
+    needs="runs",
 )
 def test_without_keys(
     clear: Shared[Answer], keyed: Shared[Answer], capture: Capture, evidence: EvidenceRecorder

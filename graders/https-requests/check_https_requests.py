@@ -56,6 +56,7 @@ def test_not_found(grading: GradingContext, student: Launcher, pki: GraderPKI, t
     title="Refuses a server whose certificate is from another CA",
     points=4,
     expected="No request reaches the server; exit code not 0.",
+    needs="fetch",
 )
 def test_refuses_untrusted(refuse: Refuse) -> None:
     refuse("untrusted", "certificate is signed by another CA")
@@ -65,6 +66,7 @@ def test_refuses_untrusted(refuse: Refuse) -> None:
     title="Refuses a server whose certificate is for another host",
     points=4,
     expected="No request reaches the server; exit code not 0.",
+    needs="fetch",
 )
 def test_refuses_wrong_host(refuse: Refuse) -> None:
     refuse("wrong-host", "certificate names another host")
@@ -75,11 +77,12 @@ def test_refuses_wrong_host(refuse: Refuse) -> None:
     points=3,
     expected="A capture of the fetch shows a TLS 1.2+ handshake and then only encrypted records: no "
     "request line, header or body an eavesdropper could read.",
+    needs="fetch",
 )
 def test_tls_on_wire(hello: Shared[Fetch], token: str, evidence: harness.EvidenceRecorder) -> None:
     h = hello.get()
     if h.proc.returncode != 0 or not h.server.requests or not h.connections:
-        raise fail(
+        raise harness.Blocked(
             "Your program does not fetch from the good server (see 'Fetches a page'), so there is "
             "no traffic to judge."
         )

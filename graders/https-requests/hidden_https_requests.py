@@ -16,6 +16,7 @@ from harness import check
     points=3,
     visibility="hidden",
     expected="No request reaches the server; exit code not 0.",
+    needs="fetch",
 )
 def test_refuses_expired(refuse: Refuse) -> None:
     refuse("expired", "certificate expired yesterday")
@@ -26,6 +27,7 @@ def test_refuses_expired(refuse: Refuse) -> None:
     points=3,
     visibility="hidden",
     expected="No request reaches the server; exit code not 0.",
+    needs="fetch",
 )
 def test_refuses_not_yet_valid(refuse: Refuse) -> None:
     refuse("not-yet-valid", "certificate is valid from tomorrow")

@@ -65,7 +65,7 @@ def hello(grading: GradingContext, pki: GraderPKI, token: str) -> Shared[Fetch]:
         with grading.launcher() as launcher:
             return fetch(grading, launcher, pki, token, "good", "/hello")
 
-    return Shared(run)
+    return Shared(run, owner="Fetches a page over HTTPS, trusting the given CA")
 
 
 def insecure_source(ctx: GradingContext) -> str:
@@ -91,7 +91,7 @@ def refusal(
 ) -> None:
     h = hello.get()
     if h.proc.returncode != 0 or not h.server.requests:
-        raise fail(
+        raise harness.Blocked(
             "Your program does not fetch from the grader's good server (see 'Fetches a page'), so "
             "refusing a bad one proves nothing: refusing everything is not verifying.",
             hint="Make that check pass first; this one runs again then.",

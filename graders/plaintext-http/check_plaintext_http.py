@@ -33,6 +33,7 @@ def test_runs(answer: Shared[Answer]) -> None:
     "method and path, in the order sent; no request that was not sent.",
     hint="Group the packets by TCP connection and read each client's bytes from the start: "
     "a connection may carry several requests.",
+    needs="runs",
 )
 def test_requests(answer: Shared[Answer], capture: Capture, evidence: EvidenceRecorder) -> None:
     ans = answer.get()
@@ -65,6 +66,7 @@ def test_requests(answer: Shared[Answer], capture: Capture, evidence: EvidenceRe
     expected="The /search request's query as {name: [values]} (urllib.parse.parse_qs).",
     hint="The phrase is escaped in the request ('&' is %26): split the request target at '?', then "
     "parse_qs(query, keep_blank_values=True).",
+    needs="runs",
 )
 def test_search(answer: Shared[Answer], capture: Capture, evidence: EvidenceRecorder) -> None:
     compare(answer.get(), one(capture.truth, path="/search"), ("query",), "the search", evidence)
@@ -75,6 +77,7 @@ def test_search(answer: Shared[Answer], capture: Capture, evidence: EvidenceReco
     points=3,
     expected="Every request's cookies as {name: value}, from its Cookie header.",
     hint="The Cookie header is 'name=value; name2=value2': split at ';', strip, then at the first '='.",
+    needs="runs",
 )
 def test_cookies(answer: Shared[Answer], capture: Capture, evidence: EvidenceRecorder) -> None:
     ans = answer.get()
@@ -89,6 +92,7 @@ def test_cookies(answer: Shared[Answer], capture: Capture, evidence: EvidenceRec
     "the headers).",
     hint="The body starts after the blank line; read Content-Length bytes and parse_qs them. It may "
     "arrive in a later packet than the headers.",
+    needs="runs",
 )
 def test_form(answer: Shared[Answer], capture: Capture, evidence: EvidenceRecorder) -> None:
     compare(answer.get(), one(capture.truth, method="POST"), ("form",), "the login form", evidence)
@@ -99,6 +103,7 @@ def test_form(answer: Shared[Answer], capture: Capture, evidence: EvidenceRecord
     points=2,
     expected="host and user_agent as sent in the Host and User-Agent headers (null if absent).",
     hint="Header names are case-insensitive; the value starts after the colon and its spaces.",
+    needs="runs",
 )
 def test_headers(answer: Shared[Answer], capture: Capture, evidence: EvidenceRecorder) -> None:
     ans = answer.get()
@@ -114,6 +119,7 @@ def test_headers(answer: Shared[Answer], capture: Capture, evidence: EvidenceRec
     "encrypted), and no HTTP request on those connections.",
     hint="A TLS connection's first client bytes are a handshake record (0x16). The server name is "
     "in the ClientHello's server_name extension (tshark: tls.handshake.extensions_server_name).",
+    needs="runs",
 )
 def test_https(answer: Shared[Answer], capture: Capture, evidence: EvidenceRecorder) -> None:
     ans = answer.get()

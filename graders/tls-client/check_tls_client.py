@@ -32,7 +32,7 @@ from harness import GradingContext, Shared, check, fail
 def test_good_server(
     good: Shared[Run], payload: tuple[bytes, ...], evidence: harness.EvidenceRecorder
 ) -> None:
-    r = good.get()
+    r = good.get(owner=True)
     out = printed(r.proc.stdout.data())
     got = [i + 1 for i, chunk in enumerate(payload) if chunk in out]
     visit = r.visit
@@ -63,6 +63,7 @@ def test_good_server(
     points=3,
     expected="The ClientHello on the wire carries the host name in its server_name extension.",
     hint="Pass server_hostname=HOST to wrap_socket: it sends SNI and checks the name.",
+    needs="good-server",
 )
 def test_sni(good: Shared[Run], grading: GradingContext, evidence: harness.EvidenceRecorder) -> None:
     r = good.get()
@@ -83,6 +84,7 @@ def test_sni(good: Shared[Run], grading: GradingContext, evidence: harness.Evide
     title="Refuses a certificate from a CA it was not given",
     points=3,
     expected="Exit code not 0 and none of the server's data printed.",
+    needs="good-server",
 )
 def test_refuses_untrusted(refuse: Refuse) -> None:
     refuse("untrusted", "certificate is signed by another CA")
@@ -92,6 +94,7 @@ def test_refuses_untrusted(refuse: Refuse) -> None:
     title="Refuses a certificate for another host name",
     points=3,
     expected="Exit code not 0 and none of the server's data printed.",
+    needs="good-server",
 )
 def test_refuses_wrong_host(refuse: Refuse, grading: GradingContext) -> None:
     refuse("wrong-host", f"certificate is for not-{grading.assignment.host}")
@@ -101,6 +104,7 @@ def test_refuses_wrong_host(refuse: Refuse, grading: GradingContext) -> None:
     title="Refuses an expired certificate",
     points=3,
     expected="Exit code not 0 and none of the server's data printed.",
+    needs="good-server",
 )
 def test_refuses_expired(refuse: Refuse) -> None:
     refuse("expired", "certificate expired yesterday")
@@ -111,6 +115,7 @@ def test_refuses_expired(refuse: Refuse) -> None:
     points=3,
     expected="When the server sends close_notify, the client answers with its own before closing TCP.",
     hint="After recv() returns b'', call ssl_sock.unwrap() (it sends close_notify), then close.",
+    needs="good-server",
 )
 def test_clean_close(
     good: Shared[Run], payload: tuple[bytes, ...], evidence: harness.EvidenceRecorder

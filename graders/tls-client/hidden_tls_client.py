@@ -17,6 +17,7 @@ from harness import check
     points=2,
     visibility="hidden",
     expected="Exit code not 0 and none of the server's data printed.",
+    needs="good-server",
 )
 def test_refuses_not_yet_valid(refuse: Refuse) -> None:
     refuse("not-yet-valid", "certificate is valid from tomorrow")
@@ -27,6 +28,7 @@ def test_refuses_not_yet_valid(refuse: Refuse) -> None:
     points=3,
     visibility="hidden",
     expected="Exit code not 0 and none of the server's data printed.",
+    needs="good-server",
 )
 def test_refuses_old_tls(refuse: Refuse) -> None:
     if (why := harness.legacy_tls_unavailable()) is not None:

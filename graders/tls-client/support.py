@@ -80,14 +80,14 @@ def good(grading: GradingContext, pki: GraderPKI, payload: tuple[bytes, ...]) ->
         with grading.launcher() as launcher:
             return run_client(grading, launcher, pki, "good", payload)
 
-    return Shared(run)
+    return Shared(run, owner="Reads everything from a good server, then exits 0")
 
 
 def require_good(good: Shared[Run]) -> Run:
     """No vacuous refusals: the client must complete a handshake with the good server."""
     r = good.get()
     if r.visit is None or not r.visit.handshake_ok:
-        raise fail(
+        raise harness.Blocked(
             "Your client does not complete a handshake with the grader's good server (see 'Reads "
             "everything from a good server'), so refusing the bad ones proves nothing: refusing "
             "everything is not verifying.",

@@ -43,10 +43,11 @@ def test_tls_handshake(first: Shared[Contact], grading: GradingContext) -> None:
     title="Sends its message over TLS",
     points=3,
     expected="The client receives 'Hello World!' inside the TLS session.",
+    needs="tls-handshake",
 )
 def test_message(first: Shared[Contact], grading: GradingContext, evidence: harness.EvidenceRecorder) -> None:
     c = first.get()
-    require_message(c, grading)
+    require_message(c, grading, main=True)
     want = message(grading)
     got = c.session.data
     evidence.text("What the grader's client received", repr(got))
@@ -62,6 +63,7 @@ def test_message(first: Shared[Contact], grading: GradingContext, evidence: harn
     title="Nothing of the message is readable on the wire",
     points=4,
     expected="An eavesdropper capturing the traffic sees only TLS records, never the message.",
+    needs="message",
 )
 def test_no_plaintext(
     first: Shared[Contact], grading: GradingContext, evidence: harness.EvidenceRecorder
@@ -96,6 +98,7 @@ def test_no_plaintext(
     title="Negotiates TLS 1.2 or 1.3",
     points=2,
     expected="The ServerHello on the wire selects TLS 1.2 or TLS 1.3.",
+    needs="tls-handshake",
 )
 def test_tls_version(
     first: Shared[Contact], grading: GradingContext, evidence: harness.EvidenceRecorder
@@ -128,6 +131,7 @@ def test_tls_version(
     expected="A client that trusts your certificate and checks the host name accepts it.",
     hint="Make the certificate's commonName (better: a subjectAltName DNS entry) the handout's "
     "host name, and check it with `openssl x509 -text -in server.crt -noout`.",
+    needs="tls-handshake",
 )
 def test_hostname(
     first: Shared[Contact],
@@ -158,6 +162,7 @@ def test_hostname(
     points=2,
     expected="The certificate on the wire is the one in your server.crt.",
     hint="Load the key and certificate you made (server.pem = server.crt + server.key).",
+    needs="tls-handshake",
 )
 def test_own_certificate(
     first: Shared[Contact], grading: GradingContext, evidence: harness.EvidenceRecorder
@@ -187,6 +192,7 @@ def test_own_certificate(
     points=2,
     expected="Before closing TCP, the server sends a TLS close_notify alert.",
     hint="Call ssl_sock.unwrap() (it sends close_notify) before ssl_sock.close().",
+    needs="message",
 )
 def test_close_notify(
     first: Shared[Contact], grading: GradingContext, evidence: harness.EvidenceRecorder
@@ -232,6 +238,7 @@ def test_close_notify(
     points=2,
     expected="After one client has been served, a second client is served too.",
     hint="Put accept() and the code that serves a client in a loop (while True: ...).",
+    needs="message",
 )
 def test_second_client(first: Shared[Contact], grading: GradingContext, student: harness.Launcher) -> None:
     require_message(first.get(), grading)

@@ -21,6 +21,7 @@ from harness import GradingContext, HarnessError, Shared, check, fail
     visibility="hidden",
     expected="A client offering only TLS 1.0/1.1 fails the handshake.",
     hint="Keep the default minimum (TLS 1.2) or set context.minimum_version = TLSVersion.TLSv1_2.",
+    needs="message",
 )
 def test_refuses_old_tls(
     first: Shared[Contact],
@@ -87,6 +88,7 @@ def survives(grading: GradingContext, student: harness.Launcher, attack: str) ->
     points=2,
     visibility="hidden",
     expected="A client that speaks plain HTTP gets an error; the server goes on serving.",
+    needs="message",
 )
 def test_survives_junk(first: Shared[Contact], grading: GradingContext, student: harness.Launcher) -> None:
     require_message(first.get(), grading)
@@ -98,6 +100,7 @@ def test_survives_junk(first: Shared[Contact], grading: GradingContext, student:
     points=1,
     visibility="hidden",
     expected="A client that sends half a ClientHello and leaves does not bring the server down.",
+    needs="message",
 )
 def test_survives_dropped_handshake(
     first: Shared[Contact], grading: GradingContext, student: harness.Launcher

@@ -107,7 +107,7 @@ def require_tls(c: Contact, ctx: GradingContext, *, main: bool = False) -> None:
     need a session point there instead of repeating it.
     """
     if not c.session.handshake_ok and not main:
-        raise fail(
+        raise harness.Blocked(
             "This check needs a TLS session with your server, and the handshake failed "
             "(see 'Completes a TLS handshake').",
             hint="Fix the handshake first; this check runs again on your next submission.",
@@ -121,10 +121,11 @@ def require_tls(c: Contact, ctx: GradingContext, *, main: bool = False) -> None:
         )
 
 
-def require_message(c: Contact, ctx: GradingContext) -> None:
+def require_message(c: Contact, ctx: GradingContext, *, main: bool = False) -> None:
+    """Fail unless the first contact carried data; only ``main`` (the message check) tells why."""
     require_tls(c, ctx)
     if not c.session.data:
-        raise fail(
+        raise (fail if main else harness.Blocked)(
             f"The TLS handshake worked, but your server sent no data before the session "
             f"ended ({c.session.ending or 'no ending'}: {c.session.ending_detail}).",
             expected=f"{message(ctx).decode()!r} sent over the TLS connection",

@@ -42,6 +42,7 @@ def test_stunnel_starts(stunnel_trip: Shared[EchoTrip]) -> None:
     expected="A client that verifies the certificate for horiem.ca sends a line to 8443 and gets the echo.",
     hint="Server mode (no `client = yes`), accept = 8443, connect = the echo server's port 9000, "
     "cert = server.crt, key = server.key.",
+    needs="stunnel-starts",
 )
 def test_stunnel_tls(stunnel_trip: Shared[EchoTrip], backends: tuple[EchoBackend, AppBackend]) -> None:
     t = stunnel_trip.get()
@@ -57,6 +58,7 @@ def test_stunnel_tls(stunnel_trip: Shared[EchoTrip], backends: tuple[EchoBackend
     points=3,
     expected="The public connection never shows the message; the hop from stunnel to the echo server "
     "carries it in plaintext (that is the point of the tunnel: the code behind it is unchanged).",
+    needs="stunnel-starts",
 )
 def test_stunnel_wire(stunnel_trip: Shared[EchoTrip], token: str, evidence: harness.EvidenceRecorder) -> None:
     t = stunnel_trip.get()
@@ -105,6 +107,7 @@ def test_nginx_starts(nginx_trip: Shared[WebTrip]) -> None:
     expected="GET https://horiem.ca:9443/hello returns the app's answer (200).",
     hint="listen 9443 ssl; ssl_certificate server.crt; ssl_certificate_key server.key; "
     "location / { proxy_pass http://127.0.0.1:8000; }",
+    needs="nginx-starts",
 )
 def test_nginx_https(nginx_trip: Shared[WebTrip], token: str) -> None:
     t = nginx_trip.get()
@@ -122,6 +125,7 @@ def test_nginx_https(nginx_trip: Shared[WebTrip], token: str) -> None:
     points=2,
     expected="The public connection shows no HTTP in clear; the hop from nginx to the app carries the "
     "request as plain HTTP.",
+    needs="nginx-starts",
 )
 def test_nginx_wire(nginx_trip: Shared[WebTrip], token: str, evidence: harness.EvidenceRecorder) -> None:
     t = nginx_trip.get()
@@ -157,6 +161,7 @@ def test_nginx_wire(nginx_trip: Shared[WebTrip], token: str, evidence: harness.E
     expected="GET http://horiem.ca:9080/some/path?x=1 answers 301 or 308 with Location "
     "https://horiem.ca:9443/some/path?x=1 (the same host name, port 9443, the same path and query).",
     hint="A second server block: listen 9080; return 301 https://$host:9443$request_uri;",
+    needs="nginx-starts",
 )
 def test_nginx_redirect(grading: GradingContext, student: Launcher, nginx_trip: Shared[WebTrip]) -> None:
     nginx_trip.get()  # nginx must start; the redirect does not depend on the app
@@ -203,6 +208,7 @@ def redirect_problem(status: int, location: str | None, want: str) -> str:
     points=2,
     expected="A Strict-Transport-Security header with a max-age of at least a day.",
     hint='add_header Strict-Transport-Security "max-age=31536000" always;',
+    needs=("nginx-starts", "nginx-https"),
 )
 def test_nginx_hsts(nginx_trip: Shared[WebTrip]) -> None:
     reply = require_tls(nginx_trip.get())
@@ -225,6 +231,7 @@ def test_nginx_hsts(nginx_trip: Shared[WebTrip]) -> None:
     expected="The app receives X-Forwarded-For (the client's address) and X-Forwarded-Proto: https.",
     hint="proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for; "
     "proxy_set_header X-Forwarded-Proto $scheme;",
+    needs=("nginx-starts", "nginx-https"),
 )
 def test_nginx_forwarded(
     nginx_trip: Shared[WebTrip], backends: tuple[EchoBackend, AppBackend], token: str

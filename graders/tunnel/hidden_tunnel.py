@@ -24,6 +24,7 @@ from harness import GraderPKI, GradingContext, Launcher, Shared, check, fail
     points=1,
     visibility="hidden",
     expected="After a client that sends plain text to 8443, a TLS client still gets its echo.",
+    needs=("stunnel-starts", "stunnel-tls"),
 )
 def test_stunnel_junk(
     grading: GradingContext,
@@ -33,7 +34,7 @@ def test_stunnel_junk(
     stunnel_trip: Shared[EchoTrip],
 ) -> None:
     if not stunnel_trip.get().ok:
-        raise fail("stunnel does not carry a normal session (see the round-trip check).")
+        raise harness.Blocked("stunnel does not carry a normal session (see the round-trip check).")
     start_stunnel(grading, student)
     harness.plain_exchange(grading.wire.address_for(port(grading, "stunnel_port")), b"hello in clear\n", 2)
     if not echo_trip(grading, pki, backends[0], b"after the junk").ok:
@@ -46,12 +47,13 @@ def test_stunnel_junk(
     visibility="hidden",
     expected="A client offering only TLS 1.0/1.1 is refused.",
     hint="sslVersionMin = TLSv1.2",
+    needs=("stunnel-starts", "stunnel-tls"),
 )
 def test_stunnel_old_tls(
     grading: GradingContext, student: Launcher, pki: GraderPKI, stunnel_trip: Shared[EchoTrip]
 ) -> None:
     if not stunnel_trip.get().handshake_ok:  # refusing everything is not refusing old TLS
-        raise fail("stunnel completes no modern TLS handshake (see the round-trip check).")
+        raise harness.Blocked("stunnel completes no modern TLS handshake (see the round-trip check).")
     start_stunnel(grading, student)
     s = harness.tls_session(
         grading.wire.address_for(port(grading, "stunnel_port")),
@@ -68,6 +70,7 @@ def test_stunnel_old_tls(
     visibility="hidden",
     expected="A client offering only TLS 1.0/1.1 is refused.",
     hint="ssl_protocols TLSv1.2 TLSv1.3;",
+    needs=("nginx-starts", "nginx-https"),
 )
 def test_nginx_old_tls(
     grading: GradingContext, student: Launcher, pki: GraderPKI, nginx_trip: Shared[WebTrip]

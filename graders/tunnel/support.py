@@ -281,13 +281,15 @@ def nginx_trip(
 def require_tls(t: WebTrip) -> harness._tls.HTTPReply:
     """A reply means a verifying TLS handshake worked and the request travelled in it."""
     if t.reply is None:
-        raise fail(f"No verifying HTTPS request could be made to nginx ({t.error}; see the HTTPS check).")
+        raise harness.Blocked(
+            f"No verifying HTTPS request could be made to nginx ({t.error}; see the HTTPS check)."
+        )
     return t.reply
 
 
 def require_page(t: WebTrip, token: str) -> harness._tls.HTTPReply:
     if t.reply is None or t.reply.status != 200 or token.encode() not in t.reply.body:
-        raise fail("nginx does not pass a normal HTTPS request to the app (see the HTTPS check).")
+        raise harness.Blocked("nginx does not pass a normal HTTPS request to the app (see the HTTPS check).")
     return t.reply
 
 
