@@ -101,7 +101,7 @@ def gradescope_test_html(c: CheckResult) -> str:
     parts = [f"<p><strong>{esc(c.outcome.value)}</strong> ({c.score:g}/{c.points:g})</p>"]
     if text := feedback_text(c):
         parts.append(f"<pre>{esc(_cut(text, GRADESCOPE_TEXT))}</pre>")
-    for e in c.evidence:
+    for e in c.evidence if c.outcome is not Outcome.BLOCKED else ():  # an echo: its cause shows
         parts.append(f"<h4>{esc(e.title)}</h4>")
         if e.kind == "frames" and isinstance(e.data, list):
             head = ("No.", "Time", "From", "Protocol", "Length", "Info", "Bytes an eavesdropper reads")

@@ -118,8 +118,8 @@ def test_a_need_the_grader_failed_on_makes_the_dependent_a_grader_error(
 
 def test_results_json_says_blocked_by_the_cause(graded: tuple[SubmissionResult, Path]) -> None:
     r, out = graded
-    tests = {t["number"]: t for t in json.loads((out / "results.json").read_text())["tests"]}
-    assert tests["sends"]["output"].startswith("BLOCKED by starts")
+    tests = {t["tags"][0]: t for t in json.loads((out / "results.json").read_text())["tests"]}
+    assert "<pre>BLOCKED by starts" in tests["sends"]["output"]
     assert tests["sends"]["score"] == 0 and tests["sends"]["max_score"] == 2
     assert "Expected" not in tests["sends"]["output"]  # what it expects is not what went wrong
     assert gradescope(r)["score"] == 1
