@@ -9,6 +9,7 @@ from harness import Shared, check, fail
 
 @check(
     title="The tunnel ends cleanly when asked",
+    needs="ssh-round-trip",
     points=2,
     visibility="hidden",
     expected="One SIGTERM to tunnel.sh (what `kill PID` or a service manager sends) ends the tunnel: "

@@ -291,10 +291,7 @@ def through_sshd(ctx: GradingContext, t: Trip) -> bool:
 
 def require_ready(t: Trip) -> None:
     if not t.ready:
-        raise fail(
-            f"Your tunnel never listened on its local port, so this cannot be judged (see '{ROUND_TRIP}').",
-            hint=f"See '{ROUND_TRIP}' first.",
-        )
+        raise harness.Blocked(f"Your tunnel never listened on its local port (see '{ROUND_TRIP}').")
 
 
 def sshd_view(log: SSHLog) -> str:
