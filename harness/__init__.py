@@ -9,7 +9,9 @@ check saw to the report).
 """
 
 from ._accounts import Account, add_accounts, server_account, student_account
+from ._answers import differences, run_json, shape_error, show
 from ._assignment import Assignment, load_assignment
+from ._capture import PRACTICE, Scene, apart_from_practice, loopback, make_for_student, rng_for
 from ._checks import check
 from ._context import EvidenceRecorder, GradingContext, Launcher, Shared
 from ._dissect import (
@@ -25,7 +27,7 @@ from ._dissect import (
 )
 from ._errors import Blocked, CheckFailed, HarnessError, StudentTimeout, fail
 from ._listeners import Ending, ask_to_end, is_loopback, listening_addresses
-from ._packets import Connection
+from ._packets import Connection, parse_segment
 from ._process import Limits, StudentProcess
 from ._results import CheckResult, Outcome, SubmissionResult, Visibility
 from ._safefile import NotARegularFile, regular_files
@@ -34,6 +36,7 @@ from ._sshd import SSHLog, SSHServer, sshd_unavailable
 from ._sshkeys import SSHKeyPair, host_certificate
 from ._tls import (
     VERIFY_NO_CHECK_TIME,
+    HTTPReply,
     TLSSession,
     client_context,
     der_to_pem,
@@ -47,6 +50,18 @@ from ._tls import (
 from ._wire import Wire
 
 __all__ = [
+    "differences",
+    "run_json",
+    "shape_error",
+    "show",
+    "PRACTICE",
+    "Scene",
+    "apart_from_practice",
+    "loopback",
+    "make_for_student",
+    "rng_for",
+    "parse_segment",
+    "HTTPReply",
     "Account",
     "Ending",
     "SSHKeyPair",

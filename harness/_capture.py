@@ -186,9 +186,11 @@ def _bindable(host: str) -> bool:
 def load_scenario(grader_dir: Path) -> ModuleType:
     """A grader's scenario.py, outside a grading session (where support.py imports it).
 
-    A scenario's hidden_scenes.py imports it by that top-level name and registers its hidden
-    scenes in it (the scenario imports it only to make the hidden part); loading another
-    grader's scenario replaces both, so one process can make several exercises' captures in turn.
+    A scenario's hidden_scenes.py (absent from a student's bundle) imports it by that
+    top-level name and registers its hidden scenes in it: it is loaded here after the scenario
+    (in a session, the hidden checks' module imports it); the scenario never imports it.
+    Loading another grader's scenario replaces both, so one process can make several
+    exercises' captures in turn.
     """
     path = grader_dir / "scenario.py"
     if not path.is_file():
@@ -201,6 +203,8 @@ def load_scenario(grader_dir: Path) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     sys.modules["scenario"] = module
     spec.loader.exec_module(module)
+    if (grader_dir / "hidden_scenes.py").is_file():
+        importlib.import_module("hidden_scenes")
     return module
 
 

@@ -11,8 +11,7 @@ from typing import Any
 
 from support import Answer, Capture, compare, tls12, tls13
 
-from harness import CheckFailed, EvidenceRecorder, Shared, check, fail
-from harness._answers import show
+from harness import CheckFailed, EvidenceRecorder, Shared, check, fail, show
 
 
 @check(

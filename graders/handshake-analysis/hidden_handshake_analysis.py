@@ -3,6 +3,7 @@ client refused and a resumed session."""
 
 from __future__ import annotations
 
+import hidden_scenes  # noqa: F401  (registers the hidden capture's scenes in scenario.HIDDEN)
 from support import Answer, Capture, compare
 
 from harness import EvidenceRecorder, Shared, check

@@ -30,9 +30,17 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from harness import ALERTS, HANDSHAKE_TYPES, HarnessError
-from harness._capture import PRACTICE, Scene, apart_from_practice, loopback, rng_for
-from harness._wire import Wire
+from harness import (
+    ALERTS,
+    HANDSHAKE_TYPES,
+    PRACTICE,
+    HarnessError,
+    Scene,
+    Wire,
+    apart_from_practice,
+    loopback,
+    rng_for,
+)
 
 WORDS = [
     "amber",
@@ -443,12 +451,7 @@ def make(wire: Wire, seed: str, part: str, folder: Path, name: str, exact: bool)
             shape = apart_from_practice(PRACTICE + "/hidden", "public", rng, layout, apart)
         world = World(rng, shape.tlds)
         server = Server(scene, shape.server, shape.port, keylog)
-        if part == "public":
-            plans = public_plans(world, rng, shape.extra)
-        else:
-            import hidden_scenes  # noqa: F401  (registers HIDDEN; not in a student's bundle)
-
-            plans = HIDDEN["plans"](world, rng)
+        plans = public_plans(world, rng, shape.extra) if part == "public" else hidden("plans")(world, rng)
         for plan in plans:
             if plan.session == "previous":
                 plan.session = plans[plans.index(plan) - 1].new_session
@@ -543,3 +546,11 @@ def public_plans(world: World, rng: random.Random, extra: int) -> list[Plan]:
 # The hidden capture's plans, registered by hidden_scenes.py when it is imported (only for the
 # hidden part: a student's bundle has no such file).
 HIDDEN: dict[str, Callable[..., list[Plan]]] = {}
+
+
+def hidden(name: str) -> Callable[..., list[Plan]]:
+    """What hidden_scenes.py registered under ``name`` (its importer loads it: the hidden
+    checks' module in a session, harness.load_scenario outside one)."""
+    if name not in HIDDEN:
+        raise HarnessError("the hidden scenes are not loaded: hidden_scenes.py registers them")
+    return HIDDEN[name]

@@ -16,9 +16,18 @@ from typing import Any
 import pytest
 import scenario
 
-from harness import Connection, EvidenceRecorder, GradingContext, Shared, fail, frame_rows
-from harness._answers import run_json, shape_error, show
-from harness._capture import make_for_student
+from harness import (
+    Connection,
+    EvidenceRecorder,
+    GradingContext,
+    Shared,
+    fail,
+    frame_rows,
+    make_for_student,
+    run_json,
+    shape_error,
+    show,
+)
 
 RUNS = "Reads the capture and the key log, and prints the report as JSON"
 

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from support import Answer, Capture, compare, dumps, https_clients, one
 
-from harness import EvidenceRecorder, Shared, check, fail
-from harness._answers import show
+from harness import EvidenceRecorder, Shared, check, fail, show
 
 # --- public checks ------------------------------------------------------------------------
 

@@ -4,6 +4,7 @@ ordinary requests: each check finds its case by name, never by place."""
 
 from __future__ import annotations
 
+import hidden_scenes  # noqa: F401  (registers the hidden capture's scenes in scenario.HIDDEN)
 from support import Answer, Capture, compare
 
 from harness import EvidenceRecorder, Shared, check

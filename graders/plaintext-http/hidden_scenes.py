@@ -13,9 +13,7 @@ from urllib.parse import quote_plus
 import scenario
 from scenario import AGENTS, KNOWN_HTTP_PORTS, WORDS, Request, Story, WebServer, _site, token
 
-from harness import HarnessError
-from harness._capture import Scene, loopback
-from harness._packets import parse_segment
+from harness import HarnessError, Scene, loopback, parse_segment
 
 
 def hidden(scene: Scene, story: Story, rng: random.Random, taken: set[str], tlds: list[str]) -> None:

@@ -34,9 +34,7 @@ from urllib.parse import parse_qs, urlencode
 
 import trustme
 
-from harness import HarnessError
-from harness._capture import PRACTICE, Scene, apart_from_practice, loopback, rng_for
-from harness._wire import Wire
+from harness import PRACTICE, HarnessError, Scene, Wire, apart_from_practice, loopback, rng_for
 
 WORDS = [
     "kestrel",
@@ -342,12 +340,10 @@ def make(wire: Wire, seed: str, part: str, folder: Path, name: str, exact: bool)
             story = Story(scene, shape.client)
             _public(scene, story, rng, shape)
         else:
-            import hidden_scenes  # noqa: F401  (registers HIDDEN; not in a student's bundle)
-
             practice = layout(rng_for(PRACTICE, "public"))  # the hidden capture shares nothing with it
             taken = practice.addresses()
             story = Story(scene, loopback(rng, taken))
-            HIDDEN["scenes"](scene, story, rng, taken, [t for t in TLDS if t not in practice.tlds])
+            hidden("scenes")(scene, story, rng, taken, [t for t in TLDS if t not in practice.tlds])
         frames = scene.write(folder / f"{name}.pcap")
         errors = [e for server in dict.fromkeys(story.servers) for e in server.errors]
         if errors:
@@ -355,7 +351,7 @@ def make(wire: Wire, seed: str, part: str, folder: Path, name: str, exact: bool)
     finally:
         scene.close()
     if part == "hidden":
-        HIDDEN["check"](frames, story)
+        hidden("check")(frames, story)
     return {
         "answers": {"": {"requests": story.requests, "https": story.https}},
         "secrets": story.secrets,
@@ -367,6 +363,14 @@ def make(wire: Wire, seed: str, part: str, folder: Path, name: str, exact: bool)
 # The hidden capture's scenes and their self-check, registered by hidden_scenes.py when it is
 # imported (only for the hidden part: a student's bundle has no such file).
 HIDDEN: dict[str, Callable[..., None]] = {}
+
+
+def hidden(name: str) -> Callable[..., None]:
+    """What hidden_scenes.py registered under ``name`` (its importer loads it: the hidden
+    checks' module in a session, harness.load_scenario outside one)."""
+    if name not in HIDDEN:
+        raise HarnessError("the hidden scenes are not loaded: hidden_scenes.py registers them")
+    return HIDDEN[name]
 
 
 def _site(rng: random.Random, tlds: tuple[str, ...] | list[str]) -> str:

@@ -17,9 +17,19 @@ from typing import Any
 import pytest
 import scenario
 
-from harness import Connection, EvidenceRecorder, GradingContext, Shared, fail, frame_rows
-from harness._answers import differences, run_json, shape_error, show
-from harness._capture import make_for_student
+from harness import (
+    Connection,
+    EvidenceRecorder,
+    GradingContext,
+    Shared,
+    differences,
+    fail,
+    frame_rows,
+    make_for_student,
+    run_json,
+    shape_error,
+    show,
+)
 
 RUNS = "Reads the capture and prints the report as JSON"
 

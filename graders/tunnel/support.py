@@ -246,7 +246,7 @@ def start_nginx(ctx: GradingContext, launcher: Launcher) -> harness.StudentProce
 
 @dataclass
 class WebTrip:
-    reply: harness._tls.HTTPReply | None
+    reply: harness.HTTPReply | None
     error: str
     public: harness.Connection | None
     hop: list[harness.Connection]
@@ -278,7 +278,7 @@ def nginx_trip(
     return Shared(run, owner="nginx starts with your configuration")
 
 
-def require_tls(t: WebTrip) -> harness._tls.HTTPReply:
+def require_tls(t: WebTrip) -> harness.HTTPReply:
     """A reply means a verifying TLS handshake worked and the request travelled in it."""
     if t.reply is None:
         raise harness.Blocked(
@@ -287,7 +287,7 @@ def require_tls(t: WebTrip) -> harness._tls.HTTPReply:
     return t.reply
 
 
-def require_page(t: WebTrip, token: str) -> harness._tls.HTTPReply:
+def require_page(t: WebTrip, token: str) -> harness.HTTPReply:
     if t.reply is None or t.reply.status != 200 or token.encode() not in t.reply.body:
         raise harness.Blocked("nginx does not pass a normal HTTPS request to the app (see the HTTPS check).")
     return t.reply
