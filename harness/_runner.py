@@ -24,10 +24,11 @@ import tarfile
 import threading
 import time
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Protocol
 
 from ._assignment import Assignment, project_root
 from ._capture import SECRET_ENV
@@ -477,6 +478,49 @@ def intake(submissions: Path, work: Path) -> tuple[dict[str, Path], dict[str, st
 # --- a batch ---------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Batch:
+    """What every session of one batch shares, wherever it runs."""
+
+    assignment: Assignment
+    out: Path
+    options: SessionOptions
+    capture_secret: str
+    grader: str  # fingerprint_grader(assignment) where the batch was started
+
+
+class Sessions(Protocol):
+    """Where a batch's sessions run: yields (student, result) as each one is in, every student
+    of ``todo`` exactly once; a session that could not run is a result with a harness_error.
+    A session's files (session.json, its log, the capture) end in ``student_dir(out, student)``."""
+
+    def run(self, batch: Batch, todo: dict[str, Path]) -> Iterator[tuple[str, SubmissionResult]]: ...
+
+
+class LocalSessions:
+    """Sessions on this machine, ``jobs`` at a time."""
+
+    def __init__(self, jobs: int = 1) -> None:
+        self.jobs = max(1, jobs)
+
+    def run(self, batch: Batch, todo: dict[str, Path]) -> Iterator[tuple[str, SubmissionResult]]:
+        with ThreadPoolExecutor(max_workers=self.jobs) as pool:
+            futures = {
+                pool.submit(
+                    run_session,
+                    batch.assignment,
+                    path,
+                    student_dir(batch.out, name),
+                    name,
+                    batch.options,
+                    capture_secret=batch.capture_secret,
+                ): name
+                for name, path in todo.items()
+            }
+            for fut in as_completed(futures):
+                yield futures[fut], fut.result()
+
+
 def grade_batch(
     assignment: Assignment,
     submissions: Path,
@@ -489,6 +533,7 @@ def grade_batch(
     only: set[str] | None = None,
     adjustments: Path | None = None,
     on_intake: Callable[[Intake], None] | None = None,
+    sessions: Sessions | None = None,
 ) -> list[SubmissionResult]:
     """Grade every submission not already graded (same files, same grader) and render all.
 
@@ -497,6 +542,7 @@ def grade_batch(
     Captures are salted with WIREGRADE_CAPTURE_SECRET when it is set, else with a secret
     made once for this OUT and kept in its store (the same on a resume; in no report).
     ``on_intake`` is told how every child of SUBMISSIONS was taken in (refused, merged, renamed).
+    ``sessions`` is where the sessions run: a local pool of ``jobs`` (the default) or a cluster.
     """
     out.mkdir(parents=True, exist_ok=True)
     become_subreaper()
@@ -524,22 +570,14 @@ def grade_batch(
         store.put(
             SubmissionResult(assignment=assignment.id, student=name, checks=(), refused=why), "", grader
         )
-    done = 0
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        futures = {
-            pool.submit(
-                run_session, assignment, path, student_dir(out, name), name, options, capture_secret=secret
-            ): (name, files)
-            for name, (path, files) in todo.items()
-        }
-        for fut in as_completed(futures):
-            name, files = futures[fut]
-            r = fut.result()
-            store.put(r, files, grader)  # committed before anything else: a kill loses nothing
-            write_outputs(r, student_dir(out, name))
-            done += 1
-            if progress:
-                progress(done, len(todo), r)
+    where = sessions or LocalSessions(jobs)
+    batch = Batch(assignment, out, options, secret, grader)
+    arrivals = where.run(batch, {name: path for name, (path, _files) in todo.items()})
+    for done, (name, r) in enumerate(arrivals, 1):
+        store.put(r, todo[name][1], grader)  # committed before anything else: a kill loses nothing
+        write_outputs(r, student_dir(out, name))
+        if progress:
+            progress(done, len(todo), r)
     shutil.rmtree(work, ignore_errors=True)
     students = set(ready) | set(refused)
     results = [r for r in store.all(assignment.id) if r.student in students]
