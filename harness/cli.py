@@ -23,6 +23,7 @@ from ._runner import (
     Intake,
     IntakeError,
     SessionOptions,
+    Sessions,
     grade_batch,
     graded_capture_secret,
     rerender,
@@ -194,6 +195,9 @@ def cmd_grade(args: argparse.Namespace) -> int:
         print(f"wiregrade: {subs} is not a folder of submissions", file=sys.stderr)
         return ExitCode.USAGE
     out = Path(args.out)
+    if args.cluster and (why := _needs_dask()):
+        print(f"wiregrade: --cluster: {why}", file=sys.stderr)
+        return ExitCode.USAGE
     results = _grade(a, subs, out, args)
     return ExitCode.HARNESS_ERROR if any(r.harness_error or r.errors for r in results) else ExitCode.OK
 
@@ -229,6 +233,7 @@ def _grade(a: Assignment, subs: Path, out: Path, args: argparse.Namespace) -> li
         only=set(args.only) if getattr(args, "only", None) else None,
         adjustments=Path(args.adjustments) if getattr(args, "adjustments", None) else None,
         on_intake=taken.append,
+        sessions=_cluster_sessions(args),
     )
     errors = [r.student for r in results if r.harness_error or r.errors]
     print(f"Graded {len(results)} submissions into {out}/ (gradebook.csv, index.html).")
@@ -247,6 +252,59 @@ def _grade(a: Assignment, subs: Path, out: Path, args: argparse.Namespace) -> li
     if errors:
         print(st(f"Grader errors (not zeros, re-run these): {', '.join(errors)}", "35"))
     return results
+
+
+def _cluster_sessions(args: argparse.Namespace) -> Sessions | None:
+    """Where `grade --cluster ADDRESS` runs its sessions (None: this machine's pool)."""
+    if not getattr(args, "cluster", None):
+        return None
+    from ._cluster import ClusterSessions
+
+    certs = Path(args.cluster_certs) if args.cluster_certs else None
+    return ClusterSessions(args.cluster, certs, wait_for_workers=args.wait_for_workers)
+
+
+def _needs_dask() -> str:
+    """'' if Dask distributed can be imported, else what to install."""
+    try:
+        import distributed  # noqa: F401
+    except ImportError:
+        return "this needs Dask distributed: pip install 'wiregrade[cluster]'"
+    return ""
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from ._cluster import INSTALL_HINT, missing_tools, run_worker
+
+    if why := _needs_dask():
+        print(f"wiregrade worker: {why}", file=sys.stderr)
+        return ExitCode.USAGE
+    if missing := missing_tools():
+        print(
+            f"wiregrade worker: this machine cannot grade: missing on PATH: {', '.join(missing)}.\n"
+            f"Install them ({INSTALL_HINT}) and start the worker again.",
+            file=sys.stderr,
+        )
+        return ExitCode.USAGE
+    slots = args.slots or os.cpu_count() or 1
+    run_worker(args.address, Path(args.certs) if args.certs else None, slots, args.name)
+    return ExitCode.OK
+
+
+def cmd_cluster_certs(args: argparse.Namespace) -> int:
+    from ._cluster_certs import make_cluster_certs
+
+    folder = Path(args.dir)
+    try:
+        made = make_cluster_certs(folder, args.host or None)
+    except FileExistsError as exc:
+        print(f"wiregrade: {exc}", file=sys.stderr)
+        return ExitCode.USAGE
+    print(f"Made {len(made)} files in {folder}/ (keys readable by you alone):")
+    print("  scheduler machine: ca.pem scheduler.pem scheduler.key")
+    print("  each worker:       ca.pem worker.pem worker.key")
+    print("  grading machine:   ca.pem client.pem client.key")
+    return ExitCode.OK
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -396,8 +454,41 @@ def build_parser() -> argparse.ArgumentParser:
         "--only", action="append", metavar="STUDENT", help="regrade this student alone (repeatable)"
     )
     g.add_argument("--adjustments", help="CSV of student,points,reason applied in the gradebook")
+    g.add_argument(
+        "--cluster", metavar="ADDRESS", help="run the sessions on this Dask scheduler (tls://HOST:PORT)"
+    )
+    g.add_argument(
+        "--cluster-certs",
+        metavar="DIR",
+        help="with --cluster: the client's certificates (`wiregrade cluster-certs`; default: Dask's config)",
+    )
+    g.add_argument(
+        "--wait-for-workers",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="with --cluster: how long to wait for a grading worker to join (default 60)",
+    )
     session_flags(g)
     g.set_defaults(fn=cmd_grade)
+
+    wk = sub.add_parser("worker", help="a Dask worker that grades (one session per core) for a scheduler")
+    wk.add_argument("address", help="the scheduler, tls://HOST:PORT")
+    wk.add_argument(
+        "--certs", help="the worker's certificates from `wiregrade cluster-certs` (default: Dask's config)"
+    )
+    wk.add_argument("--slots", type=int, default=0, help="sessions at once (default: one per core)")
+    wk.add_argument("--name", help="the worker's name on the dashboard")
+    wk.set_defaults(fn=cmd_worker)
+
+    cc = sub.add_parser(
+        "cluster-certs", help="a CA and scheduler, worker and client certificates (mutual TLS)"
+    )
+    cc.add_argument("dir")
+    cc.add_argument(
+        "--host", action="append", metavar="NAME", help="a name or address of the machines (repeatable)"
+    )
+    cc.set_defaults(fn=cmd_cluster_certs)
 
     rp = sub.add_parser(
         "report", help="render every report, the gradebook and class page again from OUT's store"
