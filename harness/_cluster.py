@@ -277,19 +277,21 @@ class ClusterSessions:
         window: int = 32,
         budget: int = 512 << 20,
         wait_for_workers: float = 60.0,
+        connect_timeout: float = 20.0,
     ) -> None:
         self.address = cluster_address(address, certs)
         self.certs = certs
         self.window = window
         self.budget = budget
         self.wait = wait_for_workers
+        self.connect_timeout = connect_timeout
 
     def _connect(self) -> Any:
         from distributed import Client
 
         sec = security(self.certs, "client")
         try:
-            return Client(self.address, security=sec, timeout="20s", set_as_default=False)
+            return Client(self.address, security=sec, timeout=self.connect_timeout, set_as_default=False)
         except (OSError, TimeoutError) as exc:
             raise HarnessError(f"could not reach the Dask scheduler at {self.address}: {exc}") from exc
 
