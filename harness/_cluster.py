@@ -216,7 +216,7 @@ def run_worker(address: str, certs: Path | None, slots: int, name: str | None = 
     sec = security(certs, "worker")
     address = cluster_address(address, certs)
 
-    async def serve() -> None:
+    async def serve(scratch: str) -> None:
         async with Worker(
             address,
             nthreads=slots,
@@ -224,12 +224,18 @@ def run_worker(address: str, certs: Path | None, slots: int, name: str | None = 
             security=sec,
             name=name,
             dashboard=False,
-            local_directory=tempfile.mkdtemp(prefix="wiregrade-worker-"),
+            local_directory=scratch,
         ) as w:
             print(f"wiregrade worker {w.address}: {slots} sessions at once, for {address}", flush=True)
             await w.finished()
 
-    asyncio.run(serve())
+    with tempfile.TemporaryDirectory(prefix="wiregrade-worker-") as scratch:
+        try:
+            asyncio.run(serve(scratch))
+        except (OSError, TimeoutError) as exc:
+            raise HarnessError(f"could not join the Dask scheduler at {address}: {exc}") from exc
+        except KeyboardInterrupt:
+            pass  # stopped by its owner: the scheduler runs its tasks elsewhere
 
 
 # --- the grading machine's side ----------------------------------------------------------------
