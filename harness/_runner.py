@@ -64,46 +64,14 @@ def run_session(
     """Grade one submission in a subprocess. ``capture_secret`` salts the seeds of the
     captures the grader makes (the environment's WIREGRADE_CAPTURE_SECRET, if set, wins)."""
     out.mkdir(parents=True, exist_ok=True)
-    result_file = out / "session.json"
-    result_file.unlink(missing_ok=True)
-    cmd = [
-        sys.executable,
-        "-m",
-        "harness._session",
-        "--assignment",
-        assignment.id,
-        "--submission",
-        str(submission.resolve()),
-        "--out",
-        str(out.resolve()),
-        "--student",
-        student,
-        "--visibility",
-        options.visibility,
-        "--wire",
-        options.wire,
-        "--isolation",
-        options.isolation,
-        "--student-user",
-        options.student_user,
-        "--sandbox",
-        options.sandbox,
-    ]
-    root = project_root()
-    package_parent = str(Path(__file__).resolve().parent.parent)  # this harness, installed or not
-    env = {
-        **os.environ,
-        "WIREGRADE_HOME": str(root),  # absolute: the session runs from another folder
-        "PYTHONPATH": os.pathsep.join(filter(None, [package_parent, os.environ.get("PYTHONPATH")])),
-    }
-    if capture_secret and not os.environ.get(SECRET_ENV):
-        env[SECRET_ENV] = capture_secret  # the session's environment only: never in a report
+    (out / "session.json").unlink(missing_ok=True)
+    argv, env, root = session_command(assignment, submission, out, student, options, capture_secret)
     started = time.monotonic()
     deadline = assignment.session_seconds
     with open(out / "session.log", "wb") as log:
         with _reap_lock:  # never let another thread's reap see this child unregistered
             proc = subprocess.Popen(
-                cmd,
+                [sys.executable, "-m", "harness._session", *argv],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -124,23 +92,75 @@ def run_session(
             with _reap_lock:
                 unregister_harness_pid(proc.pid)
                 reap_orphans()  # student processes of a session that died before cleaning up
-    elapsed = time.monotonic() - started
+    return session_result(assignment, student, out, timed_out, proc.returncode, time.monotonic() - started)
+
+
+def session_command(
+    assignment: Assignment,
+    submission: Path,
+    out: Path,
+    student: str,
+    options: SessionOptions,
+    capture_secret: str,
+) -> tuple[list[str], dict[str, str], Path]:
+    """The arguments of ``python -m harness._session``, its environment and its folder."""
+    argv = [
+        "--assignment",
+        assignment.id,
+        "--submission",
+        str(submission.resolve()),
+        "--out",
+        str(out.resolve()),
+        "--student",
+        student,
+        "--visibility",
+        options.visibility,
+        "--wire",
+        options.wire,
+        "--isolation",
+        options.isolation,
+        "--student-user",
+        options.student_user,
+        "--sandbox",
+        options.sandbox,
+    ]
+    env, root = session_env(capture_secret)
+    return argv, env, root
+
+
+def session_env(capture_secret: str = "") -> tuple[dict[str, str], Path]:
+    """A session's environment (this harness on its path) and the folder it runs in."""
+    root = project_root()
+    package_parent = str(Path(__file__).resolve().parent.parent)  # this harness, installed or not
+    env = {
+        **os.environ,
+        "WIREGRADE_HOME": str(root),  # absolute: the session runs from another folder
+        "PYTHONPATH": os.pathsep.join(filter(None, [package_parent, os.environ.get("PYTHONPATH")])),
+    }
+    if capture_secret and not os.environ.get(SECRET_ENV):
+        env[SECRET_ENV] = capture_secret  # the session's environment only: never in a report
+    return env, root
+
+
+def session_result(
+    assignment: Assignment, student: str, out: Path, timed_out: bool, returncode: int | None, elapsed: float
+) -> SubmissionResult:
+    """What a finished session left in OUT/session.json, or a harness error saying why not."""
     if timed_out:
         return _failed(
             assignment,
             student,
-            f"the grading session did not finish within {deadline:g} s and was stopped",
+            f"the grading session did not finish within {assignment.session_seconds:g} s and was stopped",
             out,
             elapsed,
         )
     try:
-        return SubmissionResult.load(result_file)
+        return SubmissionResult.load(out / "session.json")
     except (OSError, ValueError, KeyError, TypeError) as exc:
         return _failed(
             assignment,
             student,
-            f"the grading session (exit {proc.returncode}) left no "
-            f"usable results ({type(exc).__name__}: {exc})",
+            f"the grading session (exit {returncode}) left no usable results ({type(exc).__name__}: {exc})",
             out,
             elapsed,
         )
