@@ -44,6 +44,7 @@ from ._runner import (
 from ._safefile import NOT_GRADED, walk
 from ._store import fingerprint_files, fingerprint_grader
 
+_zygote: Any = None  # a `wiregrade worker --warm`'s warm process (harness._warm.Zygote)
 RESOURCE = "wiregrade"  # a worker offers one per session it runs at once; a task takes one
 REPLY_FILES = {  # what a report and a dispute need from a session's folder, and the most we take
     "session.log": 4 << 20,
@@ -181,14 +182,13 @@ def grade_task(task: Task) -> dict[str, Any]:
             )
             return {"result": r.to_json(), "files": {}}
         out = work / "out"
-        r = run_session(
-            assignment,
-            work / "submission",
-            out,
-            task.student,
-            task.options,
-            capture_secret=task.capture_secret,
-        )
+        args = (assignment, work / "submission", out, task.student, task.options)
+        if _zygote is not None:
+            from ._warm import run_warm_session
+
+            r = run_warm_session(_zygote, *args, capture_secret=task.capture_secret)
+        else:
+            r = run_session(*args, capture_secret=task.capture_secret)
         files = {n: d for n, cap in REPLY_FILES.items() if (d := _read_capped(out / n, cap)) is not None}
     return {"result": r.to_json(), "files": files}
 
@@ -206,13 +206,22 @@ def dask_setup(worker: object) -> None:
     become_subreaper()
 
 
-def run_worker(address: str, certs: Path | None, slots: int, name: str | None = None) -> None:
-    """`wiregrade worker`: a Dask worker of ``slots`` sessions at once until it is stopped."""
+def run_worker(
+    address: str, certs: Path | None, slots: int, name: str | None = None, *, warm: bool = False
+) -> None:
+    """`wiregrade worker`: a Dask worker of ``slots`` sessions at once until it is stopped;
+    ``warm``: each session forked from one warm process (harness._warm)."""
     import asyncio
 
     from distributed import Worker
 
+    global _zygote
     become_subreaper()  # what a dead session leaves is re-parented here and reaped by the next
+    if warm:
+        from ._runner import session_env
+        from ._warm import Zygote
+
+        _zygote = Zygote(*session_env())
     sec = security(certs, "worker")
     address = cluster_address(address, certs)
 
@@ -236,6 +245,9 @@ def run_worker(address: str, certs: Path | None, slots: int, name: str | None = 
             raise HarnessError(f"could not join the Dask scheduler at {address}: {exc}") from exc
         except KeyboardInterrupt:
             pass  # stopped by its owner: the scheduler runs its tasks elsewhere
+        finally:
+            if _zygote is not None:
+                _zygote.close()
 
 
 # --- the grading machine's side ----------------------------------------------------------------

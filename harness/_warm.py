@@ -106,7 +106,10 @@ class Zygote:
                 self.proc.stdin.flush()
         except (OSError, ValueError) as exc:
             raise HarnessError(f"the warm session process is gone ({exc})") from exc
-        reply = box.get(timeout=60) if not self._dead else {"gone": True}
+        try:
+            reply = box.get(timeout=60) if not self._dead else {"gone": True}
+        except queue.Empty:
+            reply = {"gone": "no answer within 60 s"}
         if "pid" not in reply:
             raise HarnessError(f"the warm session process could not start a session ({reply})")
         return int(reply["pid"])

@@ -255,8 +255,13 @@ def _grade(a: Assignment, subs: Path, out: Path, args: argparse.Namespace) -> li
 
 
 def _cluster_sessions(args: argparse.Namespace) -> Sessions | None:
-    """Where `grade --cluster ADDRESS` runs its sessions (None: this machine's pool)."""
+    """Where `grade` runs its sessions: a cluster (--cluster), warm processes here (--warm),
+    or None: this machine's cold pool."""
     if not getattr(args, "cluster", None):
+        if getattr(args, "warm", False):
+            from ._warm import WarmSessions
+
+            return WarmSessions(args.jobs)
         return None
     from ._cluster import ClusterSessions
 
@@ -287,7 +292,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         )
         return ExitCode.USAGE
     slots = args.slots or os.cpu_count() or 1
-    run_worker(args.address, Path(args.certs) if args.certs else None, slots, args.name)
+    run_worker(args.address, Path(args.certs) if args.certs else None, slots, args.name, warm=args.warm)
     return ExitCode.OK
 
 
@@ -469,6 +474,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="with --cluster: how long to wait for a grading worker to join (default 60)",
     )
+    g.add_argument(
+        "--warm",
+        action="store_true",
+        help="fork each session from one process with the engine imported (faster start, same grades)",
+    )
     session_flags(g)
     g.set_defaults(fn=cmd_grade)
 
@@ -479,6 +489,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     wk.add_argument("--slots", type=int, default=0, help="sessions at once (default: one per core)")
     wk.add_argument("--name", help="the worker's name on the dashboard")
+    wk.add_argument("--warm", action="store_true", help="fork each session from one warm process")
     wk.set_defaults(fn=cmd_worker)
 
     cc = sub.add_parser(

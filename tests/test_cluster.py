@@ -128,10 +128,11 @@ class Cluster:
         self.address = line.split("Scheduler at:")[1].strip()
         self.workers: list[Started] = []
 
-    def worker(self, name: str, env: dict[str, str] | None = None) -> Started:
+    def worker(self, name: str, env: dict[str, str] | None = None, *, warm: bool = False) -> Started:
         w = Started(
             [sys.executable, "-m", "harness", "worker", self.address, "--certs", str(self.certs)]
-            + ["--slots", "1", "--name", name],
+            + ["--slots", "1", "--name", name]
+            + (["--warm"] if warm else []),
             env,
         )
         self.workers.append(w)
@@ -188,7 +189,7 @@ def test_a_cluster_batch_equals_the_local_batch(
     exercises: Exercises, cluster: Cluster, tmp_path: Path
 ) -> None:
     cluster.worker("one")
-    cluster.worker("two")
+    cluster.worker("two", warm=True)  # a warm worker grades as a cold one does
     subs = mixed_batch(exercises, tmp_path / "subs")
     a = load_assignment("tls-server")
     local = grade_batch(a, subs, tmp_path / "local", jobs=2)
