@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from harness._assignment import load_assignment
+from harness._results import SubmissionResult
 from harness._runner import grade_batch
 from harness._warm import WarmSessions
 from tests.conftest import Exercises, needs_tshark, own_session_processes
@@ -100,3 +101,34 @@ def test_warm_grades_equal_cold_grades_on_samples_and_broken_submissions(
         assert [(x.id, x.outcome, x.score) for x in r.checks] == [
             (x.id, x.outcome, x.score) for x in c.checks
         ], r.student
+
+
+def test_every_outcome_and_message_equals_a_cold_sessions(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from harness._runner import SessionOptions, run_session, session_env
+    from harness._warm import Zygote, run_warm_session
+    from tests.test_plugin import GRADER, HIDDEN
+
+    root = tmp_path / "project"
+    make_project(root, GRADER, hidden=HIDDEN)  # pass, fail, plain assert, errors, timeout, setup error
+    monkeypatch.setenv("WIREGRADE_HOME", str(root))
+    (tmp_path / "alice").mkdir()
+    (tmp_path / "alice" / "answer.txt").write_text("42")
+    a = load_assignment("boom")
+    cold = run_session(a, tmp_path / "alice", tmp_path / "cold", "alice")
+    zygote = Zygote(*session_env())
+    try:
+        warm = run_warm_session(zygote, a, tmp_path / "alice", tmp_path / "warm", "alice", SessionOptions())
+    finally:
+        zygote.close()
+
+    def seen(r: SubmissionResult) -> list[tuple[object, ...]]:
+        return [(c.id, c.outcome, c.score, c.expected, c.seen, c.hint) for c in r.checks]
+
+    assert any("one is not two" in c.seen for c in warm.checks)
+    assert seen(warm) == seen(cold)  # an assert's message too: pytest rewrote it in both
+    assert (warm.harness_error, warm.environment.isolation) == (
+        cold.harness_error,
+        cold.environment.isolation,
+    )
