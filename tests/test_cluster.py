@@ -26,7 +26,7 @@ from harness._assignment import load_assignment  # noqa: E402
 from harness._cluster import ClusterSessions, Task, cluster_address, engine_of, pack, unpack  # noqa: E402
 from harness._cluster_certs import make_cluster_certs  # noqa: E402
 from harness._errors import HarnessError  # noqa: E402
-from harness._proc import register_harness_pid, unregister_harness_pid  # noqa: E402
+from harness._proc import _proc_stat, register_harness_pid, unregister_harness_pid  # noqa: E402
 from harness._results import SubmissionResult  # noqa: E402
 from harness._runner import IntakeError, SessionOptions, grade_batch  # noqa: E402
 from harness._store import fingerprint_grader  # noqa: E402
@@ -176,6 +176,17 @@ def gradebook(path: Path) -> list[dict[str, str]]:
         return [{k: v for k, v in row.items() if k != "duration_s"} for row in csv.DictReader(f)]
 
 
+def descendants(root: int) -> set[int]:
+    return {
+        int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) != root and descends_from(int(p), root)
+    }
+
+
+def alive(pids: set[int]) -> set[int]:
+    """Those still running (a zombie is dead: it only awaits its reaper)."""
+    return {p for p in pids if _proc_stat(p) is not None}
+
+
 def session_processes() -> list[str]:
     return own_session_processes(also=("stunnel4", "nginx"))
 
@@ -222,13 +233,15 @@ def test_a_cluster_batch_equals_the_local_batch(
 
 @pytest.mark.slow
 @needs_tshark
+@pytest.mark.parametrize("warm", [False, True], ids=["cold", "warm"])
 def test_a_worker_killed_mid_batch_loses_nobody(
-    exercises: Exercises, cluster: Cluster, tmp_path: Path
+    exercises: Exercises, cluster: Cluster, tmp_path: Path, warm: bool
 ) -> None:
-    workers = [cluster.worker("one"), cluster.worker("two")]
+    workers = [cluster.worker("one", warm=warm), cluster.worker("two", warm=warm)]
     names = ["reference", "lecture", "plaintext", "good", "allows-tls10", "tls12-only"]
     subs = mixed_batch(exercises, tmp_path / "subs", names)
     killed: list[int] = []
+    below: set[int] = set()
 
     def grading(w: Started) -> bool:  # a worker with a session running under it
         return any(descends_from(int(p.split()[0]), w.proc.pid) for p in own_session_processes())
@@ -240,6 +253,7 @@ def test_a_worker_killed_mid_batch_loses_nobody(
         while time.monotonic() < deadline:
             busy = [w for w in workers if grading(w)]
             if busy:
+                below.update(descendants(busy[0].proc.pid))  # its sessions and their students
                 busy[0].proc.send_signal(signal.SIGKILL)
                 busy[0].proc.wait()
                 killed.append(busy[0].proc.pid)
@@ -261,10 +275,12 @@ def test_a_worker_killed_mid_batch_loses_nobody(
     assert sorted(r.student for r in results) == sorted(names)
     assert not [r.student for r in results if r.harness_error or r.errors]
     assert len(gradebook(tmp_path / "out" / "gradebook.csv")) == len(names)
+    assert below, "the killed worker had no session running"
     deadline = time.monotonic() + 15
-    while session_processes() and time.monotonic() < deadline:
+    while (session_processes() or alive(below)) and time.monotonic() < deadline:
         time.sleep(0.1)  # the killed worker's session dies with it (PDEATHSIG)
     assert session_processes() == []
+    assert alive(below) == set(), "a process of the killed worker outlived it"
 
 
 @pytest.mark.slow
