@@ -329,6 +329,8 @@ class ClusterSessions:
     def run(self, batch: Batch, todo: dict[str, Path]) -> Iterator[tuple[str, SubmissionResult]]:
         from distributed import as_completed
 
+        if not todo:  # a resumed batch with nothing left needs no cluster
+            return
         client = self._connect()
         try:
             self._wait_for_graders(client)

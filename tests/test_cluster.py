@@ -395,3 +395,11 @@ def test_grade_says_when_the_scheduler_cannot_be_reached(
     sessions = ClusterSessions("127.0.0.1:9", certs, connect_timeout=2)
     with pytest.raises(HarnessError, match="could not reach the Dask scheduler at tls://127.0.0.1:9"):
         grade_batch(load_assignment("tls-server"), subs, tmp_path / "out", sessions=sessions)
+
+
+def test_a_batch_with_nothing_to_grade_needs_no_cluster(tmp_path: Path) -> None:
+    (tmp_path / "subs").mkdir()
+    (tmp_path / "subs" / "notes.txt").write_text("not a submission\n")  # refused: nothing to send
+    sessions = ClusterSessions("127.0.0.1:9", None, connect_timeout=1, wait_for_workers=1)
+    [r] = grade_batch(load_assignment("tls-server"), tmp_path / "subs", tmp_path / "out", sessions=sessions)
+    assert r.refused
