@@ -85,8 +85,12 @@ class Zygote:
     def _read(self) -> None:
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
-            msg = json.loads(line)
-            self._box(f"id {msg['id']}" if "id" in msg else f"pid {msg['exited']}").put(msg)
+            try:
+                msg = json.loads(line)
+                key = f"id {msg['id']}" if "id" in msg else f"pid {msg['exited']}"
+            except (ValueError, KeyError, TypeError):
+                continue  # not ours (the zygote sends only its own lines: belt and braces)
+            self._box(key).put(msg)
         self._dead = True
         with self._lock:
             boxes = list(self._replies.values())
@@ -259,6 +263,8 @@ def main() -> int:
 
     die_with_parent()
     become_subreaper()
+    out = os.fdopen(os.dup(1), "w")  # our replies; anything else printed goes to stderr
+    os.dup2(2, 1)
     for name in WARM_MODULES:
         __import__(name)
     wake_r, wake_w = os.pipe()
@@ -270,7 +276,6 @@ def main() -> int:
     sel.register(wake_r, selectors.EVENT_READ, "child")
     sessions: set[int] = set()
     pending = b""
-    out = sys.stdout
 
     def say(msg: dict[str, Any]) -> None:
         out.write(json.dumps(msg) + "\n")

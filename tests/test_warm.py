@@ -9,12 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from harness._assignment import load_assignment
+from harness._assignment import assignment_ids, load_assignment
 from harness._results import SubmissionResult
 from harness._runner import grade_batch
 from harness._warm import WarmSessions
 from tests.conftest import Exercises, needs_tshark, own_session_processes
 from tests.test_plugin import make_project
+
+ALL = assignment_ids()
 
 POLLUTER = """
 import os
@@ -84,13 +86,14 @@ def gradebook(path: Path) -> list[dict[str, str]]:
 
 @pytest.mark.slow
 @needs_tshark
+@pytest.mark.parametrize("exercise", ALL)
 def test_warm_grades_equal_cold_grades_on_samples_and_broken_submissions(
-    exercises: Exercises, tmp_path: Path
+    exercises: Exercises, tmp_path: Path, exercise: str
 ) -> None:
-    cold = exercises.graded("tls-server")
+    cold = exercises.graded(exercise)
     warm = grade_batch(
-        load_assignment("tls-server"),
-        exercises.submissions("tls-server"),
+        load_assignment(exercise),
+        exercises.submissions(exercise),
         tmp_path / "warm",
         sessions=WarmSessions(2),
     )
