@@ -20,11 +20,12 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, replace
 from datetime import date, datetime
 from pathlib import Path
+from typing import Protocol
 
 from ._assignment import Assignment, project_root
 from ._capture import SECRET_ENV
@@ -77,40 +78,8 @@ def run_session(
     captures the grader makes (the environment's WIREGRADE_CAPTURE_SECRET, if set, wins).
     ``on_event`` hears the session's progress (each check as it finishes), from a thread."""
     out.mkdir(parents=True, exist_ok=True)
-    result_file = out / "session.json"
-    result_file.unlink(missing_ok=True)
-    cmd = [
-        sys.executable,
-        "-m",
-        "harness._session",
-        "--assignment",
-        assignment.id,
-        "--submission",
-        str(submission.resolve()),
-        "--out",
-        str(out.resolve()),
-        "--student",
-        student,
-        "--visibility",
-        options.visibility,
-        "--wire",
-        options.wire,
-        "--isolation",
-        options.isolation,
-        "--student-user",
-        options.student_user,
-        "--sandbox",
-        options.sandbox,
-    ]
-    root = project_root()
-    package_parent = str(Path(__file__).resolve().parent.parent)  # this harness, installed or not
-    env = {
-        **os.environ,
-        "WIREGRADE_HOME": str(root),  # absolute: the session runs from another folder
-        "PYTHONPATH": os.pathsep.join(filter(None, [package_parent, os.environ.get("PYTHONPATH")])),
-    }
-    if capture_secret and not os.environ.get(SECRET_ENV):
-        env[SECRET_ENV] = capture_secret  # the session's environment only: never in a report
+    (out / "session.json").unlink(missing_ok=True)
+    argv, env, root = session_command(assignment, submission, out, student, options, capture_secret)
     started = time.monotonic()
     deadline = assignment.session_seconds
     progress_fd, finish_progress = listen(on_event) if on_event else (-1, lambda: None)
@@ -119,7 +88,7 @@ def run_session(
     with open(out / "session.log", "wb") as log:
         with _reap_lock:  # never let another thread's reap see this child unregistered
             proc = subprocess.Popen(
-                cmd,
+                [sys.executable, "-m", "harness._session", *argv],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -142,23 +111,75 @@ def run_session(
                 unregister_harness_pid(proc.pid)
                 reap_orphans()  # student processes of a session that died before cleaning up
             finish_progress()
-    elapsed = time.monotonic() - started
+    return session_result(assignment, student, out, timed_out, proc.returncode, time.monotonic() - started)
+
+
+def session_command(
+    assignment: Assignment,
+    submission: Path,
+    out: Path,
+    student: str,
+    options: SessionOptions,
+    capture_secret: str,
+) -> tuple[list[str], dict[str, str], Path]:
+    """The arguments of ``python -m harness._session``, its environment and its folder."""
+    argv = [
+        "--assignment",
+        assignment.id,
+        "--submission",
+        str(submission.resolve()),
+        "--out",
+        str(out.resolve()),
+        "--student",
+        student,
+        "--visibility",
+        options.visibility,
+        "--wire",
+        options.wire,
+        "--isolation",
+        options.isolation,
+        "--student-user",
+        options.student_user,
+        "--sandbox",
+        options.sandbox,
+    ]
+    env, root = session_env(capture_secret)
+    return argv, env, root
+
+
+def session_env(capture_secret: str = "") -> tuple[dict[str, str], Path]:
+    """A session's environment (this harness on its path) and the folder it runs in."""
+    root = project_root()
+    package_parent = str(Path(__file__).resolve().parent.parent)  # this harness, installed or not
+    env = {
+        **os.environ,
+        "WIREGRADE_HOME": str(root),  # absolute: the session runs from another folder
+        "PYTHONPATH": os.pathsep.join(filter(None, [package_parent, os.environ.get("PYTHONPATH")])),
+    }
+    if capture_secret and not os.environ.get(SECRET_ENV):
+        env[SECRET_ENV] = capture_secret  # the session's environment only: never in a report
+    return env, root
+
+
+def session_result(
+    assignment: Assignment, student: str, out: Path, timed_out: bool, returncode: int | None, elapsed: float
+) -> SubmissionResult:
+    """What a finished session left in OUT/session.json, or a harness error saying why not."""
     if timed_out:
         return _failed(
             assignment,
             student,
-            f"the grading session did not finish within {deadline:g} s and was stopped",
+            f"the grading session did not finish within {assignment.session_seconds:g} s and was stopped",
             out,
             elapsed,
         )
     try:
-        return SubmissionResult.load(result_file)
+        return SubmissionResult.load(out / "session.json")
     except (OSError, ValueError, KeyError, TypeError) as exc:
         return _failed(
             assignment,
             student,
-            f"the grading session (exit {proc.returncode}) left no "
-            f"usable results ({type(exc).__name__}: {exc})",
+            f"the grading session (exit {returncode}) left no usable results ({type(exc).__name__}: {exc})",
             out,
             elapsed,
         )
@@ -201,6 +222,53 @@ def deadline_of(assignment: Assignment, given: str | datetime | None = None) -> 
     return parsed
 
 
+@dataclass(frozen=True)
+class Batch:
+    """What every session of one batch shares, wherever it runs."""
+
+    assignment: Assignment
+    out: Path
+    options: SessionOptions
+    capture_secret: str
+    grader: str  # fingerprint_grader(assignment) where the batch was started
+
+
+class Sessions(Protocol):
+    """Where a batch's sessions run: yields (student, result) as each one is in, every student
+    of ``todo`` exactly once; a session that could not run is a result with a harness_error.
+    A session's files (session.json, its log, the capture) end in ``student_dir(out, student)``."""
+
+    def run(self, batch: Batch, todo: dict[str, Path]) -> Iterator[tuple[str, SubmissionResult]]: ...
+
+
+class LocalSessions:
+    """Sessions on this machine, ``jobs`` at a time."""
+
+    def __init__(self, jobs: int = 1) -> None:
+        self.jobs = max(1, jobs)
+
+    def run(self, batch: Batch, todo: dict[str, Path]) -> Iterator[tuple[str, SubmissionResult]]:
+        with ThreadPoolExecutor(max_workers=self.jobs) as pool:
+            futures = {
+                pool.submit(
+                    run_session,
+                    batch.assignment,
+                    path,
+                    student_dir(batch.out, name),
+                    name,
+                    batch.options,
+                    capture_secret=batch.capture_secret,
+                ): name
+                for name, path in todo.items()
+            }
+            try:
+                for fut in as_completed(futures):
+                    yield futures[fut], fut.result()
+            except BaseException:  # Ctrl-C, or the batch closed early: what has not started never does
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
+
+
 def grade_batch(
     assignment: Assignment,
     submissions: Path,
@@ -214,6 +282,7 @@ def grade_batch(
     adjustments: Path | None = None,
     on_intake: Callable[[Intake], None] | None = None,
     deadline: datetime | None = None,
+    sessions: Sessions | None = None,
 ) -> list[SubmissionResult]:
     """Grade every submission not already graded (same files, same grader) and render all.
 
@@ -223,6 +292,7 @@ def grade_batch(
     made once for this OUT and kept in its store (the same on a resume; in no report).
     ``on_intake`` is told how every child of SUBMISSIONS was taken in (refused, merged, renamed).
     Submission times an export names are kept; ``deadline`` (else the assignment's) marks late ones.
+    ``sessions`` is where the sessions run: a local pool of ``jobs`` (the default) or a cluster.
     """
     out.mkdir(parents=True, exist_ok=True)
     become_subreaper()
@@ -254,26 +324,19 @@ def grade_batch(
         store.put(
             SubmissionResult(assignment=assignment.id, student=name, checks=(), refused=why), "", grader
         )
-    done = 0
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        futures = {
-            pool.submit(
-                run_session, assignment, path, student_dir(out, name), name, options, capture_secret=secret
-            ): (name, files)
-            for name, (path, files) in todo.items()
-        }
-        try:
-            for fut in as_completed(futures):
-                name, files = futures[fut]
-                r = fut.result()
-                store.put(r, files, grader)  # committed before anything else: a kill loses nothing
-                write_outputs(r, student_dir(out, name))
-                done += 1
-                if progress:
-                    progress(done, len(todo), r)
-        except BaseException:  # Ctrl-C: a session not yet started never starts
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
+    where = sessions or LocalSessions(jobs)
+    batch = Batch(assignment, out, options, secret, grader)
+    finished = where.run(batch, {name: path for name, (path, _files) in todo.items()})
+    try:
+        for done, (name, r) in enumerate(finished, 1):
+            store.put(r, todo[name][1], grader)  # committed before anything else: a kill loses nothing
+            write_outputs(r, student_dir(out, name))
+            if progress:
+                progress(done, len(todo), r)
+    finally:
+        close = getattr(finished, "close", None)
+        if close:
+            close()  # Ctrl-C: the sessions not yet started never start
     shutil.rmtree(work, ignore_errors=True)
     students = set(ready) | set(refused)
     results = [r for r in store.all(assignment.id) if r.student in students]

@@ -29,6 +29,7 @@ from ._runner import (
     Intake,
     IntakeError,
     SessionOptions,
+    Sessions,
     deadline_of,
     grade_batch,
     graded_capture_secret,
@@ -191,6 +192,9 @@ def cmd_grade(args: argparse.Namespace) -> int:
     except HarnessError as exc:
         print(f"wiregrade: {exc}", file=sys.stderr)
         return ExitCode.USAGE
+    if args.cluster and (why := _needs_dask()):
+        print(f"wiregrade: --cluster: {why}", file=sys.stderr)
+        return ExitCode.USAGE
     results, problem = _grade(a, subs, out, args)
     if problem:
         return ExitCode.USAGE
@@ -266,6 +270,7 @@ def _grade(
             adjustments=Path(args.adjustments) if getattr(args, "adjustments", None) else None,
             on_intake=taken.append,
             deadline=deadline_of(a, args.deadline) if getattr(args, "deadline", None) else None,
+            sessions=_cluster_sessions(args),
         )
     finally:
         if main_thread:
@@ -313,6 +318,64 @@ def _grade(
     if errors:
         print(st(f"Grader errors (not zeros, re-run these): {', '.join(errors)}", "35"))
     return results, problem
+
+
+def _cluster_sessions(args: argparse.Namespace) -> Sessions | None:
+    """Where `grade` runs its sessions: a cluster (--cluster), warm processes here (--warm),
+    or None: this machine's cold pool."""
+    if not getattr(args, "cluster", None):
+        if getattr(args, "warm", False):
+            from ._warm import WarmSessions
+
+            return WarmSessions(args.jobs)
+        return None
+    from ._cluster import ClusterSessions
+
+    certs = Path(args.cluster_certs) if args.cluster_certs else None
+    return ClusterSessions(args.cluster, certs, wait_for_workers=args.wait_for_workers)
+
+
+def _needs_dask() -> str:
+    """'' if Dask distributed can be imported, else what to install."""
+    try:
+        import distributed  # noqa: F401
+    except ImportError:
+        return "this needs Dask distributed: pip install 'wiregrade[cluster]'"
+    return ""
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from ._cluster import INSTALL_HINT, missing_tools, run_worker
+
+    if why := _needs_dask():
+        print(f"wiregrade worker: {why}", file=sys.stderr)
+        return ExitCode.USAGE
+    if missing := missing_tools():
+        print(
+            f"wiregrade worker: this machine cannot grade: missing on PATH: {', '.join(missing)}.\n"
+            f"Install them ({INSTALL_HINT}) and start the worker again.",
+            file=sys.stderr,
+        )
+        return ExitCode.USAGE
+    slots = args.slots or os.cpu_count() or 1
+    run_worker(args.address, Path(args.certs) if args.certs else None, slots, args.name, warm=args.warm)
+    return ExitCode.OK
+
+
+def cmd_cluster_certs(args: argparse.Namespace) -> int:
+    from ._cluster_certs import make_cluster_certs
+
+    folder = Path(args.dir)
+    try:
+        made = make_cluster_certs(folder, args.host or None)
+    except FileExistsError as exc:
+        print(f"wiregrade: {exc}", file=sys.stderr)
+        return ExitCode.USAGE
+    print(f"Made {len(made)} files in {folder}/ (keys readable by you alone):")
+    print("  scheduler machine: ca.pem scheduler.pem scheduler.key")
+    print("  each worker:       ca.pem worker.pem worker.key")
+    print("  grading machine:   ca.pem client.pem client.key")
+    return ExitCode.OK
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -504,8 +567,47 @@ def build_parser() -> argparse.ArgumentParser:
         help="ISO 8601 date-time (e.g. 2026-03-01T23:59:00+00:00): work an export names as submitted "
         "after it is marked late, without penalty (default: deadline in assignment.toml)",
     )
+    g.add_argument(
+        "--cluster", metavar="ADDRESS", help="run the sessions on this Dask scheduler (tls://HOST:PORT)"
+    )
+    g.add_argument(
+        "--cluster-certs",
+        metavar="DIR",
+        help="with --cluster: the client's certificates (`wiregrade cluster-certs`; default: Dask's config)",
+    )
+    g.add_argument(
+        "--wait-for-workers",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="with --cluster: how long to wait for a grading worker to join (default 60)",
+    )
+    g.add_argument(
+        "--warm",
+        action="store_true",
+        help="fork each session from one process with the engine imported (faster start, same grades)",
+    )
     session_flags(g)
     g.set_defaults(fn=cmd_grade)
+
+    wk = sub.add_parser("worker", help="a Dask worker that grades (one session per core) for a scheduler")
+    wk.add_argument("address", help="the scheduler, tls://HOST:PORT")
+    wk.add_argument(
+        "--certs", help="the worker's certificates from `wiregrade cluster-certs` (default: Dask's config)"
+    )
+    wk.add_argument("--slots", type=int, default=0, help="sessions at once (default: one per core)")
+    wk.add_argument("--name", help="the worker's name on the dashboard")
+    wk.add_argument("--warm", action="store_true", help="fork each session from one warm process")
+    wk.set_defaults(fn=cmd_worker)
+
+    cc = sub.add_parser(
+        "cluster-certs", help="a CA and scheduler, worker and client certificates (mutual TLS)"
+    )
+    cc.add_argument("dir")
+    cc.add_argument(
+        "--host", action="append", metavar="NAME", help="a name or address of the machines (repeatable)"
+    )
+    cc.set_defaults(fn=cmd_cluster_certs)
 
     rp = sub.add_parser(
         "report", help="render every report, the gradebook and class page again from OUT's store"
