@@ -28,7 +28,7 @@ from harness._cluster_certs import make_cluster_certs  # noqa: E402
 from harness._errors import HarnessError  # noqa: E402
 from harness._proc import _proc_stat, register_harness_pid, unregister_harness_pid  # noqa: E402
 from harness._results import SubmissionResult  # noqa: E402
-from harness._runner import IntakeError, SessionOptions, grade_batch  # noqa: E402
+from harness._runner import IntakeError, SessionOptions, grade_batch, student_dir  # noqa: E402
 from harness._store import fingerprint_grader  # noqa: E402
 from harness.cli import main  # noqa: E402
 from tests.conftest import ROOT, Exercises, descends_from, needs_tshark, own_session_processes  # noqa: E402
@@ -217,12 +217,12 @@ def test_a_cluster_batch_equals_the_local_batch(
     assert gradebook(tmp_path / "remote" / "gradebook.csv") == gradebook(tmp_path / "local" / "gradebook.csv")
     assert len(gradebook(tmp_path / "remote" / "gradebook.csv")) == len(MIXED)
     for name in MIXED:  # what a report and a dispute need came back from the worker
-        folder = tmp_path / "remote" / name
+        folder = student_dir(tmp_path / "remote", name)
         assert (folder / "report.html").is_file() and (folder / "session.json").is_file()
         assert SubmissionResult.load(folder / "session.json").score == next(
             r.score for r in local if r.student == name
         )
-    assert (tmp_path / "remote" / "reference" / "capture.pcap").stat().st_size > 0
+    assert (student_dir(tmp_path / "remote", "reference") / "capture.pcap").stat().st_size > 0
     # resume: nothing is sent again when nothing changed
     again: list[str] = []
     grade_batch(
