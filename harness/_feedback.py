@@ -148,7 +148,7 @@ def _readme(r: SubmissionResult) -> str:
             "The capture of your traffic and its key log are not included: the capture made while",
             "grading also holds the traffic of the hidden checks. To see your own traffic in",
             f"Wireshark, run `wiregrade check {r.assignment}` in your folder: it writes capture.pcap",
-            "and keys.log of the public checks to .wiregrade/ (Wireshark: Preferences > Protocols >",
+            "and keys.log of the public checks to .wiregrade-report/ (Wireshark: Preferences > Protocols >",
             "TLS > (Pre)-Master-Secret log filename = keys.log).",
         ]
     return "\n".join(lines) + "\n"
