@@ -26,7 +26,7 @@ from ._dissect import (
     printable,
 )
 from ._errors import Blocked, CheckFailed, HarnessError, StudentTimeout, fail
-from ._listeners import Ending, ask_to_end, is_loopback, listening_addresses
+from ._listeners import Ending, ask_to_end, is_loopback, listening_addresses, socket_owner
 from ._packets import Connection, parse_segment
 from ._process import Limits, StudentProcess
 from ._results import CheckResult, Outcome, SubmissionResult, Visibility
@@ -50,6 +50,7 @@ from ._tls import (
 from ._wire import Wire
 
 __all__ = [
+    "socket_owner",
     "differences",
     "run_json",
     "shape_error",

@@ -16,9 +16,9 @@ from pathlib import Path
 
 from ._errors import HarnessError
 from ._isolation import _MS_BIND, _mount, in_private_mounts
-from ._user import StudentUser, outside_ids
+from ._user import FIRST_UID, PID_LIMIT, StudentUser, outside_ids
 
-SERVER_UID_BASE = 300_000  # above the students' 200 000-299 999: one per session, never a real account
+SERVER_UID_BASE = FIRST_UID + PID_LIMIT  # above every student uid: one per session, never a real account
 
 
 def really_root() -> bool:
@@ -66,12 +66,17 @@ def add_accounts(accounts: Sequence[Account], workdir: Path) -> None:
         raise HarnessError(f"could not give the session's users a password-file entry: {exc}") from exc
 
 
+def server_uid(pid: int) -> int:
+    """The uid sshd runs as in the session with this pid: its own, apart from every student's."""
+    return SERVER_UID_BASE + pid % PID_LIMIT
+
+
 def server_account(name: str, home: Path) -> Account:
     """The uid sshd runs as: as root, the session's own (never root, never the student's); as an
     ordinary user, that user (the only uid there is), inside the sandbox."""
     ids = outside_ids()
     if really_root() or ids is None:
-        uid = SERVER_UID_BASE + os.getpid() % 100_000
+        uid = server_uid(os.getpid())
         return Account(name, uid, uid, str(home))
     return Account(name, ids[0], ids[1], str(home))
 

@@ -46,6 +46,30 @@ def listening_addresses(port: int, pids: set[int]) -> list[str]:
     return sorted(set(found))
 
 
+def socket_owner(host: str, port: int, peer_port: int) -> int | None:
+    """The uid owning the TCP socket at ``host:port`` connected to local ``peer_port`` (this
+    namespace), from the kernel's own table: who opened a connection a grader's server accepted.
+    A student's process cannot pass itself off as another uid's, as it could a log line."""
+    want = ipaddress.ip_address(host)
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            parts = line.split()
+            local, _, lport = parts[1].rpartition(":")
+            _, _, rport = parts[2].rpartition(":")
+            if int(lport, 16) != port or int(rport, 16) != peer_port:
+                continue
+            ip = ipaddress.ip_address(_address(local))
+            if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+                ip = ip.ipv4_mapped
+            if ip == want:
+                return int(parts[7])
+    return None
+
+
 def is_loopback(address: str) -> bool:
     ip = ipaddress.ip_address(address)
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 FIRST_UID = 200_000  # far above any real account; no passwd entry is needed
+PID_LIMIT = 1 << 22  # the kernel's largest pid_max: one uid per live pid, never shared
 
 
 @dataclass(frozen=True)
@@ -82,11 +83,16 @@ def _works_as(uid: int, python: str, pythonpath: str) -> bool:
     return run.returncode == 0
 
 
+def student_uid(pid: int) -> int:
+    """The uid of the student programs of the session with this pid: its own while it runs."""
+    return FIRST_UID + pid % PID_LIMIT
+
+
 def choose_student_user(mode: str = "auto") -> StudentUser | None:
     """The unprivileged user for this session's student programs, or None to run them as we are."""
     if mode == "off" or not _really_root():
         return None
-    uid = FIRST_UID + os.getpid() % 100_000
+    uid = student_uid(os.getpid())
     version = f"python{sys.version_info[0]}.{sys.version_info[1]}"
     paths = os.pathsep.join(
         dict.fromkeys([sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]])

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import Outcome, SSHKeyPair, SSHLog, host_certificate
+from harness import Outcome, SSHKeyPair, SSHLog, host_certificate, socket_owner
 from harness._assignment import load_assignment
 from harness._bundle import make_gradescope
 from harness._listeners import _address, ask_to_end, is_loopback, listening_addresses
@@ -246,3 +246,38 @@ def test_gradescope_autograder_carries_the_ssh_part(exercises: Exercises, tmp_pa
     assert run.returncode == 0, run.stderr
     results = json.loads((root / "results" / "results.json").read_text())
     assert results["score"] == a.total_points, results
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to connect as another uid")
+def test_the_kernel_says_which_uid_opened_a_connection() -> None:
+    """What 'through sshd' rests on: the echo server asks the kernel's socket table who opened
+    each connection (sshd has a uid of its own), never a log line a client can write into."""
+    nobody = pwd.getpwnam("nobody")
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    code = f"import socket, sys; s = socket.create_connection(('127.0.0.1', {port})); sys.stdin.read()"
+    child = subprocess.Popen(
+        ["setpriv", f"--reuid={nobody.pw_uid}", f"--regid={nobody.pw_gid}", "--clear-groups"]
+        + [sys.executable, "-c", code],
+        stdin=subprocess.PIPE,
+    )
+    try:
+        server.settimeout(30)
+        conn, peer = server.accept()
+        assert socket_owner(peer[0], peer[1], port) == nobody.pw_uid
+        assert socket_owner(peer[0], peer[1] + 1 if peer[1] < 65535 else 1, port) is None
+        conn.close()
+    finally:
+        child.communicate(timeout=30)
+        server.close()
+
+
+def test_two_live_sessions_never_share_a_uid() -> None:
+    """Sessions whose pids differ by 100,000 (possible where pid_max is 4,194,304) got one uid
+    before: killing one session's sshd or student took the other's."""
+    from harness._accounts import server_uid
+    from harness._user import PID_LIMIT, student_uid
+
+    pids = [1, 100_001, 200_001, PID_LIMIT - 1]
+    uids = [f(p) for p in pids for f in (student_uid, server_uid)]
+    assert len(set(uids)) == len(uids)

@@ -35,7 +35,12 @@ from harness import GradingContext, Shared, check, fail
     "-o UserKnownHostsFile=known_hosts tunnel@horiem.ca",
 )
 def test_ssh_round_trip(
-    grading: GradingContext, trip: Shared[Trip], echo: EchoBackend, evidence: harness.EvidenceRecorder
+    grading: GradingContext,
+    trip: Shared[Trip],
+    echo: EchoBackend,
+    keys: Keys,
+    token: str,
+    evidence: harness.EvidenceRecorder,
 ) -> None:
     t = trip.get(owner=True)
     evidence.text("What sshd saw", sshd_view(t.log))
@@ -53,7 +58,7 @@ def test_ssh_round_trip(
             "(-L 127.0.0.1:7000:localhost:9000 or LocalForward)? Does anything ask a question with no "
             "terminal to answer it (BatchMode yes makes ssh say so instead)? Run tunnel.sh yourself.",
         )
-    if t.ok and not through_sshd(grading, t):
+    if t.ok and not through_sshd(grading, t, echo, keys, token.encode()):
         raise fail(
             "The echo came back, but not through sshd: sshd opened no forward to the echo server, so "
             "something of yours carried the line to port 9000 some other way.",
@@ -84,7 +89,12 @@ def test_ssh_round_trip(
     "plaintext (the code behind the tunnel is unchanged).",
 )
 def test_ssh_wire(
-    grading: GradingContext, trip: Shared[Trip], token: str, evidence: harness.EvidenceRecorder
+    grading: GradingContext,
+    trip: Shared[Trip],
+    echo: EchoBackend,
+    keys: Keys,
+    token: str,
+    evidence: harness.EvidenceRecorder,
 ) -> None:
     t = trip.get()
     require_ready(t)
@@ -113,7 +123,7 @@ def test_ssh_wire(
             began = harness.printable(data[:40])
             raise fail(f"On port 2222, {side} did not speak SSH: it began with {began!r}.")
     if secret in to_echo:
-        if not through_sshd(grading, t):
+        if not through_sshd(grading, t, echo, keys, secret):
             raise fail(
                 "The message reached the echo server, but not through sshd: sshd opened no forward to "
                 "port 9000. Something of yours connected to it directly.",

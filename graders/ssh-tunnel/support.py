@@ -60,6 +60,8 @@ class EchoBackend:
 
     port: int
     lines: list[bytes] = field(default_factory=list)
+    # (uid that opened the connection, as the kernel says; -1 unknown) -> the lines it carried
+    by_owner: dict[int, list[bytes]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.sock = socket.create_server(("127.0.0.1", self.port))
@@ -69,16 +71,19 @@ class EchoBackend:
     def _serve(self) -> None:
         while True:
             try:
-                conn, _ = self.sock.accept()
+                conn, peer = self.sock.accept()
             except OSError:
                 return
-            threading.Thread(target=self._echo, args=(conn,), daemon=True).start()
+            owner = harness.socket_owner(peer[0], peer[1], self.port)  # while it is connected
+            args = (conn, -1 if owner is None else owner)
+            threading.Thread(target=self._echo, args=args, daemon=True).start()
 
-    def _echo(self, conn: socket.socket) -> None:
+    def _echo(self, conn: socket.socket, owner: int) -> None:
         with conn, conn.makefile("rb") as f:
             try:
                 for line in f:
                     self.lines.append(line)
+                    self.by_owner.setdefault(owner, []).append(line)
                     conn.sendall(b"echo: " + line)
             except OSError:
                 pass
@@ -283,9 +288,22 @@ def run_impostor(ctx: GradingContext, keys: Keys) -> ImpostorRun:
     return ImpostorRun(opened, srv.seen(), said)
 
 
-def through_sshd(ctx: GradingContext, t: Trip) -> bool:
-    """sshd opened a forward to the echo server (what the client asked it): the line went
-    through the tunnel, not around it."""
+def sshd_apart(ctx: GradingContext, keys: Keys) -> bool:
+    """sshd runs as a uid no student process has, and the echo server accepts its connections
+    itself (no relay between): the kernel can say who connected to it."""
+    user = ctx.student_user
+    relayed = ctx.wire.info.backend == "relay"
+    return not relayed and user is not None and user.uid >= 0 and user.uid != keys.login.uid
+
+
+def through_sshd(ctx: GradingContext, t: Trip, echo: EchoBackend, keys: Keys, secret: bytes) -> bool:
+    """The line went through the tunnel, not around it: the connection that carried it to the
+    echo server was opened by sshd (its uid, from the kernel's socket table: nothing the client
+    says can fake it, where a client can put words into sshd's log). Where sshd and the student
+    share a uid (an ordinary user's self-check) or a relay sits between, sshd's log says whether
+    it opened a forward to the echo server."""
+    if sshd_apart(ctx, keys):
+        return any(secret in line for line in echo.by_owner.get(keys.login.uid, []))
     return any(p == port(ctx, "echo_port") for _, p in t.log.forwards)
 
 
