@@ -271,6 +271,7 @@ def _grade(
             on_intake=taken.append,
             deadline=deadline_of(a, args.deadline) if getattr(args, "deadline", None) else None,
             sessions=_cluster_sessions(args),
+            classroom_prefix=getattr(args, "classroom_prefix", None) or "",
         )
     finally:
         if main_thread:
@@ -566,6 +567,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--deadline",
         help="ISO 8601 date-time (e.g. 2026-03-01T23:59:00+00:00): work an export names as submitted "
         "after it is marked late, without penalty (default: deadline in assignment.toml)",
+    )
+    g.add_argument(
+        "--classroom-prefix",
+        metavar="PREFIX",
+        help="GitHub Classroom clones are named PREFIX<login> (e.g. hw1-): graded as <login> "
+        "(default: read from a SUBMISSIONS folder named <assignment>-submissions, never guessed)",
     )
     g.add_argument(
         "--cluster", metavar="ADDRESS", help="run the sessions on this Dask scheduler (tls://HOST:PORT)"
