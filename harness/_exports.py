@@ -105,6 +105,21 @@ def read_layout(submissions: Path, children: list[Path], classroom_prefix: str =
     return layout
 
 
+def classroom_prefix_problem(submissions: Path, prefix: str) -> str:
+    """Why ``prefix`` (``--classroom-prefix``) names no git clone in SUBMISSIONS, or ''."""
+    prefix = prefix.rstrip("-") + "-"
+    children = [c for c in submissions.iterdir() if not c.name.startswith(".")]
+    if any(c.name.startswith(prefix) and len(c.name) > len(prefix) and _is_clone(c) for c in children):
+        return ""
+    clones = sorted(c.name for c in children if _is_clone(c))
+    seen = (
+        f"the git clones there: {', '.join(clones[:5])}{', ...' if len(clones) > 5 else ''}"
+        if clones
+        else "it holds no git clone"
+    )
+    return f"no git clone in {submissions} is named {prefix}<login> ({seen}); is it the assignment's prefix?"
+
+
 def gradescope_metadata(submissions: Path) -> tuple[dict[str, str], dict[str, datetime]]:
     """submission_NNN -> the submitter's sid (or email, or name), and -> its created_at, from
     submission_metadata.yml.

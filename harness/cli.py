@@ -21,6 +21,7 @@ from ._bundle import make_bundle, make_gradescope
 from ._capture import SECRET_ENV, seed_for
 from ._classroom import REPORT_DIR, bundled_engine, markdown_summary
 from ._errors import HarnessError
+from ._exports import classroom_prefix_problem
 from ._feedback import FeedbackError, export_feedback
 from ._outputs import feedback_text, write_outputs
 from ._proc import stop_harness_processes
@@ -191,6 +192,9 @@ def cmd_grade(args: argparse.Namespace) -> int:
         deadline_of(a, args.deadline)
     except HarnessError as exc:
         print(f"wiregrade: {exc}", file=sys.stderr)
+        return ExitCode.USAGE
+    if args.classroom_prefix and (why := classroom_prefix_problem(subs, args.classroom_prefix)):
+        print(f"wiregrade: --classroom-prefix: {why}", file=sys.stderr)
         return ExitCode.USAGE
     if args.cluster and (why := _needs_dask()):
         print(f"wiregrade: --cluster: {why}", file=sys.stderr)

@@ -141,3 +141,17 @@ def test_classroom_prefix_on_the_command_line(monkeypatch: pytest.MonkeyPatch, t
     assert graded == {"ann-lee": b"hw1-ann-lee", "ann-smith": b"hw1-ann-smith"}
     with open(out / "gradebook.csv", newline="") as f:
         assert sorted(row["student"] for row in csv.DictReader(f)) == ["ann-lee", "ann-smith"]
+
+
+def test_classroom_prefix_that_names_no_clone_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    subs = tmp_path / "repos"
+    for name in ("hw1-ann-lee", "hw1-ann-smith"):
+        clone(subs / name)
+    out = tmp_path / "out"
+    assert main(["grade", "tls-server", str(subs), "--out", str(out), "--classroom-prefix", "hw2-"]) == 2
+    said = capsys.readouterr().err
+    assert f"--classroom-prefix: no git clone in {subs} is named hw2-<login>" in said
+    assert "the git clones there: hw1-ann-lee, hw1-ann-smith" in said
+    assert not out.exists()  # nothing was graded
