@@ -279,10 +279,9 @@ def _choose(sid: str, entries: list[tuple[Path, Named]]) -> _Choice:
 
     Moodle: the file submission is graded, its online text listed as a part. D2L: the latest
     submission (by the date in its name) of one user (the id holds the user's number). Canvas
-    and exports downloaded without folders: the
-    files of one submission are graded together. Any other pair (``alice/`` beside
-    ``alice.zip``) is refused: intake cannot know which one the student meant, and grading
-    either silently is how a correct solution scores 0.
+    and exports downloaded without folders: the files of one submission are graded together.
+    Any other pair (``alice/`` beside ``alice.zip``) is refused: intake cannot know which one
+    the student meant, and grading either silently is how a correct solution scores 0.
     """
     names = [c.name for c, _ in entries]
     exports = {n.export for _, n in entries}
