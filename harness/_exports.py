@@ -9,14 +9,18 @@ example of each):
   folders, ``Jane Doe_12345_assignsubmission_file_server.py`` (one file of it).
 - D2L Brightspace: ``39786-640693 - Jane Doe - Oct 10, 2025 1022 AM - server.py`` (a file
   of one submission) or the same without `` - server.py`` (a folder), beside ``index.html``.
+  The first number is the submission's, the second the user's (one student's submissions
+  share it): the id is the name and the user's number, ``Jane_Doe_640693``, so two students
+  of one name never become one.
 - Canvas: ``doe_jane_1234_5678_server.py``, ``doe_jane_LATE_1234_5678_server.py`` (files).
 - Gradescope: ``submission_NNN`` named in ``submission_metadata.yml``.
-- GitHub Classroom (``gh classroom clone``): git clones ``<assignment>-<login>``.
+- GitHub Classroom (``gh classroom clone``): git clones ``<assignment>-<login>`` in
+  ``<assignment>-submissions``; the prefix is taken from that folder's name or given
+  (``--classroom-prefix``), never guessed from the clones' names.
 """
 
 from __future__ import annotations
 
-import os
 import re
 import stat
 from dataclasses import dataclass, field
@@ -29,7 +33,7 @@ D2L_INDEX = "index.html"
 
 _MOODLE = re.compile(r"^(?P<name>.+?)_(?P<id>\d+)_assignsubmission_(?P<kind>[A-Za-z]*)(?:_(?P<part>.*))?$")
 _D2L = re.compile(
-    r"^(?P<ids>\d+-\d+) - (?P<name>.+?) - (?P<date>[A-Z][a-z]{2} \d{1,2}, \d{4} \d{3,4} [AP]M)"
+    r"^(?P<ids>\d+-(?P<user>\d+)) - (?P<name>.+?) - (?P<date>[A-Z][a-z]{2} \d{1,2}, \d{4} \d{3,4} [AP]M)"
     r"(?: - (?P<part>.+))?$"
 )
 _CANVAS = re.compile(
@@ -52,6 +56,7 @@ class Named:
     kind: str = ""  # Moodle: "file", "onlinetext", ...
     part: str = ""  # the file's own name when the child is one file of a submission
     submission: str = ""  # D2L: which submission of the student (its ids and date)
+    user: str = ""  # D2L: the user's number (the second of the entry's ids)
     submitted: datetime | None = None
     late: bool = False
 
@@ -78,8 +83,10 @@ def _is_clone(path: Path) -> bool:
     return _is_dir(path) and _is_dir(path / ".git")
 
 
-def read_layout(submissions: Path, children: list[Path]) -> Layout:
-    """The export SUBMISSIONS came from, read from its own files and names."""
+def read_layout(submissions: Path, children: list[Path], classroom_prefix: str = "") -> Layout:
+    """The export SUBMISSIONS came from, read from its own files and names. A GitHub Classroom
+    prefix is applied only when it is known: ``classroom_prefix`` or the ``<assignment>-submissions``
+    folder ``gh classroom clone`` makes."""
     names, times = gradescope_metadata(submissions)
     layout = Layout(gradescope=names, gradescope_times=times)
     if names:
@@ -88,15 +95,29 @@ def read_layout(submissions: Path, children: list[Path]) -> Layout:
     if any(_D2L.match(c.name) for c in children) and index.is_file() and not index.is_symlink():
         layout.d2l = True
         layout.export_files.append(f"{D2L_INDEX} (D2L Brightspace's list of submissions)")
-    clones = [c.name for c in children if _is_clone(c)]
-    if submissions.name.endswith("-submissions"):  # the folder gh classroom clone makes
+    if classroom_prefix:  # given by the instructor (--classroom-prefix)
+        layout.classroom_prefix = classroom_prefix.rstrip("-") + "-"
+    elif submissions.name.endswith("-submissions"):  # the folder gh classroom clone makes
         prefix = submissions.name[: -len("-submissions")] + "-"
-        if any(n.startswith(prefix) and len(n) > len(prefix) for n in clones):
+        if any(c.name.startswith(prefix) and len(c.name) > len(prefix) and _is_clone(c) for c in children):
             layout.classroom_prefix = prefix
-    elif len(clones) >= 2:
-        common = os.path.commonprefix(clones)
-        layout.classroom_prefix = common[: common.rfind("-") + 1] if "-" in common else ""
+    # never guessed from the clones' names: hw1-ann-lee and hw1-ann-smith are not lee and smith
     return layout
+
+
+def classroom_prefix_problem(submissions: Path, prefix: str) -> str:
+    """Why ``prefix`` (``--classroom-prefix``) names no git clone in SUBMISSIONS, or ''."""
+    prefix = prefix.rstrip("-") + "-"
+    children = [c for c in submissions.iterdir() if not c.name.startswith(".")]
+    if any(c.name.startswith(prefix) and len(c.name) > len(prefix) and _is_clone(c) for c in children):
+        return ""
+    clones = sorted(c.name for c in children if _is_clone(c))
+    seen = (
+        f"the git clones there: {', '.join(clones[:5])}{', ...' if len(clones) > 5 else ''}"
+        if clones
+        else "it holds no git clone"
+    )
+    return f"no git clone in {submissions} is named {prefix}<login> ({seen}); is it the assignment's prefix?"
 
 
 def gradescope_metadata(submissions: Path) -> tuple[dict[str, str], dict[str, datetime]]:
@@ -161,10 +182,11 @@ def name_of(child: Path, layout: Layout) -> Named:
     if layout.d2l and (m := _D2L.match(name)):
         part = m["part"] or ""
         return Named(
-            m["name"],
+            f"{m['name']}_{m['user']}",
             "d2l",
             part=part if regular else "",
             submission=f"{m['ids']} {m['date']}",
+            user=m["user"],
             submitted=_d2l_time(m["date"]),
         )
     if regular and (m := _CANVAS.match(name)):

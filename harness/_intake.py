@@ -278,10 +278,10 @@ def _choose(sid: str, entries: list[tuple[Path, Named]]) -> _Choice:
     """Which of the entries mapping to ``sid`` is graded, or IntakeError naming them all.
 
     Moodle: the file submission is graded, its online text listed as a part. D2L: the latest
-    submission (by the date in its name). Canvas and exports downloaded without folders: the
-    files of one submission are graded together. Any other pair (``alice/`` beside
-    ``alice.zip``) is refused: intake cannot know which one the student meant, and grading
-    either silently is how a correct solution scores 0.
+    submission (by the date in its name) of one user (the id holds the user's number). Canvas
+    and exports downloaded without folders: the files of one submission are graded together.
+    Any other pair (``alice/`` beside ``alice.zip``) is refused: intake cannot know which one
+    the student meant, and grading either silently is how a correct solution scores 0.
     """
     names = [c.name for c, _ in entries]
     exports = {n.export for _, n in entries}
@@ -344,11 +344,40 @@ def _arrival(graded: list[tuple[Path, Named]]) -> Arrival | None:
     return Arrival(max(times).isoformat() if times else "", late, graded[0][1].export)
 
 
-def take_in_all(submissions: Path, work: Path) -> Intake:
+def _d2l_disagreements(groups: dict[str, list[tuple[Path, Named]]]) -> dict[str, str]:
+    """student -> why, for D2L entries whose names contradict reading the second number as the
+    user's: one submission number beside two user numbers. Whose work each entry is cannot be
+    known then, so every entry involved is refused, named, rather than graded under a guess."""
+    users: dict[str, set[str]] = {}
+    entries: dict[str, list[str]] = {}
+    for group in groups.values():
+        for child, named in group:
+            if named.export == "d2l":
+                number = named.submission.split("-", 1)[0]
+                users.setdefault(number, set()).add(named.user)
+                entries.setdefault(number, []).append(child.name)
+    why: dict[str, str] = {}
+    for sid, group in groups.items():
+        mine = sorted({n.submission.split("-", 1)[0] for _, n in group if n.export == "d2l"})
+        if bad := [x for x in mine if len(users[x]) > 1]:
+            listed = {e for x in bad for e in entries[x]} | {c.name for c, _ in group}
+            shown = ", ".join(_shown(e) for e in sorted(listed))
+            numbers = ", ".join(sorted({u for x in bad for u in users[x]}))
+            why[sid] = (
+                f"D2L's names give submission {', '.join(bad)} the user numbers {numbers} ({shown}): "
+                "whose work each is cannot be told from the names, so none of these was graded "
+                "(check them in D2L and grade each as a folder named for its student)"
+            )
+    return why
+
+
+def take_in_all(submissions: Path, work: Path, classroom_prefix: str = "") -> Intake:
     """Every child of SUBMISSIONS, accounted for: graded, refused with the reason, or merged
-    into a student's id (several entries of one student an export made: see _choose)."""
+    into a student's id (several entries of one student an export made: see _choose).
+    ``classroom_prefix`` is GitHub Classroom's ``<assignment>-`` when the folder's name does
+    not say it (``--classroom-prefix``)."""
     children = sorted(c for c in submissions.iterdir() if not c.name.startswith("."))
-    layout = read_layout(submissions, children)
+    layout = read_layout(submissions, children, classroom_prefix)
     own = {"submission_metadata.yml"} if layout.gradescope else set()
     if layout.d2l:
         own.add("index.html")
@@ -363,9 +392,12 @@ def take_in_all(submissions: Path, work: Path) -> Intake:
             renamed[child.name] = sid
         groups.setdefault(sid, []).append((child, named))
     got = Intake({}, {}, {}, renamed, export_files=layout.export_files)
+    contradicted = _d2l_disagreements(groups)
     for sid, entries in groups.items():
         choice: _Choice | None = None
         try:
+            if sid in contradicted:
+                raise IntakeError(contradicted[sid])
             choice = _choose(sid, entries)
             if len(choice.parts) > 1:
                 got.merged[sid] = choice.parts
@@ -384,7 +416,9 @@ def take_in_all(submissions: Path, work: Path) -> Intake:
     return got
 
 
-def intake(submissions: Path, work: Path) -> tuple[dict[str, Path], dict[str, str]]:
+def intake(
+    submissions: Path, work: Path, classroom_prefix: str = ""
+) -> tuple[dict[str, Path], dict[str, str]]:
     """(student -> folder to grade, student -> why it could not be taken in)."""
-    got = take_in_all(submissions, work)
+    got = take_in_all(submissions, work, classroom_prefix)
     return got.ready, got.refused

@@ -283,6 +283,7 @@ def grade_batch(
     on_intake: Callable[[Intake], None] | None = None,
     deadline: datetime | None = None,
     sessions: Sessions | None = None,
+    classroom_prefix: str = "",
 ) -> list[SubmissionResult]:
     """Grade every submission not already graded (same files, same grader) and render all.
 
@@ -293,6 +294,7 @@ def grade_batch(
     ``on_intake`` is told how every child of SUBMISSIONS was taken in (refused, merged, renamed).
     Submission times an export names are kept; ``deadline`` (else the assignment's) marks late ones.
     ``sessions`` is where the sessions run: a local pool of ``jobs`` (the default) or a cluster.
+    ``classroom_prefix``: GitHub Classroom's ``<assignment>-``, stripped from its clones' names.
     """
     out.mkdir(parents=True, exist_ok=True)
     become_subreaper()
@@ -303,7 +305,7 @@ def grade_batch(
     due = deadline if deadline is not None else deadline_of(assignment)
     work = out / ".intake"
     shutil.rmtree(work, ignore_errors=True)
-    taken = take_in_all(submissions, work)
+    taken = take_in_all(submissions, work, classroom_prefix)
     taken.arrivals = {sid: replace(a, late=is_late(a, due)) for sid, a in taken.arrivals.items()}
     ready, refused = taken.ready, taken.refused
     todo: dict[str, tuple[Path, str]] = {}

@@ -21,6 +21,7 @@ from ._bundle import make_bundle, make_gradescope
 from ._capture import SECRET_ENV, seed_for
 from ._classroom import REPORT_DIR, bundled_engine, markdown_summary
 from ._errors import HarnessError
+from ._exports import classroom_prefix_problem
 from ._feedback import FeedbackError, export_feedback
 from ._outputs import feedback_text, write_outputs
 from ._proc import stop_harness_processes
@@ -192,6 +193,9 @@ def cmd_grade(args: argparse.Namespace) -> int:
     except HarnessError as exc:
         print(f"wiregrade: {exc}", file=sys.stderr)
         return ExitCode.USAGE
+    if args.classroom_prefix and (why := classroom_prefix_problem(subs, args.classroom_prefix)):
+        print(f"wiregrade: --classroom-prefix: {why}", file=sys.stderr)
+        return ExitCode.USAGE
     if args.cluster and (why := _needs_dask()):
         print(f"wiregrade: --cluster: {why}", file=sys.stderr)
         return ExitCode.USAGE
@@ -271,6 +275,7 @@ def _grade(
             on_intake=taken.append,
             deadline=deadline_of(a, args.deadline) if getattr(args, "deadline", None) else None,
             sessions=_cluster_sessions(args),
+            classroom_prefix=getattr(args, "classroom_prefix", None) or "",
         )
     finally:
         if main_thread:
@@ -566,6 +571,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--deadline",
         help="ISO 8601 date-time (e.g. 2026-03-01T23:59:00+00:00): work an export names as submitted "
         "after it is marked late, without penalty (default: deadline in assignment.toml)",
+    )
+    g.add_argument(
+        "--classroom-prefix",
+        metavar="PREFIX",
+        help="GitHub Classroom clones are named PREFIX<login> (e.g. hw1-): graded as <login> "
+        "(default: read from a SUBMISSIONS folder named <assignment>-submissions, never guessed)",
     )
     g.add_argument(
         "--cluster", metavar="ADDRESS", help="run the sessions on this Dask scheduler (tls://HOST:PORT)"

@@ -73,19 +73,19 @@ def test_d2l_download_the_latest_submission_is_graded_and_index_html_is_no_stray
     d2l(tmp_path / "subs")
     got = take_in_all(tmp_path / "subs", tmp_path / "work")
     assert got.refused == {}
-    assert sorted(got.ready) == ["Ann_Lee", "Jane_Doe", "Sam_Roe"]
-    assert files(got.ready["Jane_Doe"]) == {"server.py": SERVER, "server.cnf": b"[req]\n"}
-    assert files(got.ready["Sam_Roe"]) == {"server.py": SERVER}  # the one archive is unpacked
-    assert files(got.ready["Ann_Lee"]) == {"server.py": SERVER}
+    assert sorted(got.ready) == ["Ann_Lee_903", "Jane_Doe_901", "Sam_Roe_902"]  # name and user number
+    assert files(got.ready["Jane_Doe_901"]) == {"server.py": SERVER, "server.cnf": b"[req]\n"}
+    assert files(got.ready["Sam_Roe_902"]) == {"server.py": SERVER}  # the one archive is unpacked
+    assert files(got.ready["Ann_Lee_903"]) == {"server.py": SERVER}
     assert got.merged == {
-        "Jane_Doe": [
+        "Jane_Doe_901": [
             "112-901 - Jane Doe - Oct 11, 2025 930 AM - server.cnf",
             "112-901 - Jane Doe - Oct 11, 2025 930 AM - server.py",
             "111-901 - Jane Doe - Oct 10, 2025 1022 AM - server.py",
         ]
     }
-    assert got.arrivals["Jane_Doe"] == Arrival("2025-10-11T09:30:00", False, "d2l")
-    assert got.arrivals["Sam_Roe"].submitted == "2025-10-09T23:59:00"
+    assert got.arrivals["Jane_Doe_901"] == Arrival("2025-10-11T09:30:00", False, "d2l")
+    assert got.arrivals["Sam_Roe_902"].submitted == "2025-10-09T23:59:00"
     assert any("index.html" in f for f in got.export_files)
 
 
@@ -95,8 +95,8 @@ def test_d2l_two_submissions_at_the_same_minute_are_refused_naming_both(tmp_path
     (subs / "115-904 - Bo Li - Oct 9, 2025 1159 PM - a.py").write_bytes(SERVER)
     (subs / "116-904 - Bo Li - Oct 9, 2025 1159 PM - b.py").write_bytes(SERVER)
     got = take_in_all(subs, tmp_path / "work")
-    assert "2 entries map to student Bo_Li" in got.refused["Bo_Li"]
-    assert "Bo_Li" in got.arrivals  # its time is still shown
+    assert "2 entries map to student Bo_Li_904" in got.refused["Bo_Li_904"]
+    assert "Bo_Li_904" in got.arrivals  # its time is still shown
 
 
 def test_d2l_names_without_d2l_index_are_not_read_as_an_export(tmp_path: Path) -> None:
@@ -208,13 +208,12 @@ def test_github_classroom_clones_are_named_by_login(tmp_path: Path) -> None:
         clone(subs / f"tls-server-{login}")
     got = take_in_all(subs, tmp_path / "work")
     assert sorted(got.ready) == ["alice", "bob-smith"] and got.refused == {}
-    other = tmp_path / "subs"  # any folder name: the clones' shared "<assignment>-" prefix
+    other = tmp_path / "subs"  # any other folder name: the prefix is given, never guessed
     for login in ("carol", "dan"):
         clone(other / f"lab-3-{login}")
-    assert sorted(take_in_all(other, tmp_path / "work2").ready) == ["carol", "dan"]
-    lone = tmp_path / "lone"
-    clone(lone / "lab-3-erin")
-    assert sorted(take_in_all(lone, tmp_path / "work3").ready) == ["lab-3-erin"]  # no prefix to read
+    assert sorted(take_in_all(other, tmp_path / "work2").ready) == ["lab-3-carol", "lab-3-dan"]
+    given = take_in_all(other, tmp_path / "work3", classroom_prefix="lab-3-")
+    assert sorted(given.ready) == ["carol", "dan"]
 
 
 def test_a_refused_export_submission_names_every_entry_of_the_student(tmp_path: Path) -> None:
@@ -222,6 +221,6 @@ def test_a_refused_export_submission_names_every_entry_of_the_student(tmp_path: 
     d2l(subs)
     (subs / "117-901 - Jane Doe - Oct 12, 2025 800 AM - work.zip").write_bytes(b"not a zip")
     got = take_in_all(subs, tmp_path / "work")
-    why = got.refused["Jane_Doe"]
+    why = got.refused["Jane_Doe_901"]
     assert why.startswith("117-901 - Jane Doe - Oct 12, 2025 800 AM - work.zip is not a valid archive")
-    assert "111-901 - Jane Doe - Oct 10, 2025 1022 AM - server.py" in why and "Jane_Doe" not in got.merged
+    assert "111-901 - Jane Doe - Oct 10, 2025 1022 AM - server.py" in why and "Jane_Doe_901" not in got.merged

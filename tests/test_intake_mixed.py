@@ -65,7 +65,7 @@ def every_shape(subs: Path) -> None:
     # Gradescope
     _folder(subs / "submission_9001")
     (subs / "submission_metadata.yml").write_text("submission_9001:\n  :submitters:\n  - :sid: gs42\n")
-    # GitHub Classroom clones
+    # GitHub Classroom clones (their "<assignment>-" prefix is given: --classroom-prefix)
     for login in ("octo-cat", "hubot"):
         _folder(subs / f"tls-server-{login}")
         (subs / f"tls-server-{login}" / ".git").mkdir()
@@ -89,7 +89,7 @@ def every_shape(subs: Path) -> None:
 
 GRADED = [
     "Jane_Doe_12345",
-    "Kim_Park",
+    "Kim_Park_7",
     "alice",
     "bob",
     "carol",
@@ -106,8 +106,8 @@ GRADED = [
 ID_OF = {  # children whose id is not their name's stem
     "Jane Doe_12345_assignsubmission_file_": "Jane_Doe_12345",
     "Jane Doe_12345_assignsubmission_onlinetext_": "Jane_Doe_12345",
-    "201-7 - Kim Park - Oct 10, 2025 1022 AM - server.py": "Kim_Park",
-    "202-7 - Kim Park - Oct 11, 2025 845 PM - server.py": "Kim_Park",
+    "201-7 - Kim Park - Oct 10, 2025 1022 AM - server.py": "Kim_Park_7",
+    "202-7 - Kim Park - Oct 11, 2025 845 PM - server.py": "Kim_Park_7",
     "leeann_501_1_server.py": "leeann_501",
     "leeann_501_2_server.cnf": "leeann_501",
     "roesam_LATE_502_3_server.py": "roesam_502",
@@ -145,9 +145,11 @@ def test_one_folder_of_every_shape_one_row_per_student_refusals_list_the_rest(
     every_shape(subs)
     out = tmp_path / "out"
     taken: list[Intake] = []
-    results = grade_batch(load_assignment("tls-server"), subs, out, on_intake=taken.append)
+    results = grade_batch(
+        load_assignment("tls-server"), subs, out, on_intake=taken.append, classroom_prefix="tls-server-"
+    )
     assert sorted(handed) == GRADED
-    assert handed["Kim_Park"] == {"server.py": SERVER}  # the latest D2L submission
+    assert handed["Kim_Park_7"] == {"server.py": SERVER}  # the latest D2L submission
     assert handed["leeann_501"] == {"server.py": SERVER, "server.cnf": b"[req]\n"}
     assert handed["Jane_Doe_12345"] == {"server.py": SERVER}  # the file, not the online text
     refused = {r.student: r.refused for r in results if r.refused}
@@ -156,9 +158,9 @@ def test_one_folder_of_every_shape_one_row_per_student_refusals_list_the_rest(
         assert why in refused[sid], (sid, refused[sid])
     rows = gradebook(out / "gradebook.csv")
     assert sorted(rows) == sorted([*GRADED, *REFUSED])  # one row per student, and one per refusal
-    assert rows["roesam_502"]["late"] == "late" and rows["Kim_Park"]["submitted"] == "2025-10-11T20:45:00"
+    assert rows["roesam_502"]["late"] == "late" and rows["Kim_Park_7"]["submitted"] == "2025-10-11T20:45:00"
     (got,) = taken
-    assert sorted(got.merged) == ["Jane_Doe_12345", "Kim_Park", "leeann_501"]
+    assert sorted(got.merged) == ["Jane_Doe_12345", "Kim_Park_7", "leeann_501"]
     assert got.renamed == {"index.html.zip": "index.html_student", "wiregrade.db.zip": "wiregrade.db_student"}
     # every child of SUBMISSIONS is accounted for: graded, merged, refused or the export's own
     own = {"index.html", "submission_metadata.yml"}
@@ -173,11 +175,11 @@ def test_one_folder_of_every_shape_one_row_per_student_refusals_list_the_rest(
         assert why.split(":")[0] in index
     # the end of the run says the same (a resume: nothing is graded again)
     handed.clear()
-    main(["grade", "tls-server", str(subs), "--out", str(out)])
+    main(["grade", "tls-server", str(subs), "--out", str(out), "--classroom-prefix", "tls-server-"])
     said = capsys.readouterr().out
     assert handed == {}
     assert f"Refused ({len(REFUSED)}, in the gradebook with the reason):" in said
-    assert "  Kim_Park: 202-7 - Kim Park - Oct 11, 2025 845 PM - server.py + 201-7 - Kim Park" in said
+    assert "  Kim_Park_7: 202-7 - Kim Park - Oct 11, 2025 845 PM - server.py + 201-7 - Kim Park" in said
     assert "index.html (D2L Brightspace's list of submissions)" in said
 
 
@@ -197,7 +199,7 @@ def test_a_reference_handed_in_through_d2l_and_canvas_earns_full_marks(
     assert main(["grade", "tls-server", str(subs), "--out", str(out), "--jobs", "2"]) == 0
     rows = gradebook(out / "gradebook.csv")
     assert {s: (r["score"], r["max"], r["late"]) for s, r in rows.items()} == {
-        "Uma_Rao": ("25", "25", ""),
+        "Uma_Rao_8": ("25", "25", ""),
         "vosszoe_603": ("25", "25", "late"),
     }
-    assert (out / "students" / "Uma_Rao" / "report.html").is_file()
+    assert (out / "students" / "Uma_Rao_8" / "report.html").is_file()
