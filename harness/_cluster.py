@@ -364,8 +364,10 @@ class ClusterSessions:
         name, _size = out.pop(fut.key)
         try:
             reply = fut.result()
+            if not isinstance(reply, dict) or not isinstance(reply.get("files"), dict):
+                raise ValueError("the worker's reply is malformed: not {'result': ..., 'files': {...}}")
             r = SubmissionResult.from_json(reply["result"])
-            files: dict[str, bytes] = reply["files"]
+            files: dict[str, Any] = reply["files"]
         except KilledWorker as exc:
             return name, _error(batch, name, f"every worker that ran this session died ({exc}); grade again")
         except Exception as exc:  # any failure of the cluster is this student's grader ERROR, never a mark

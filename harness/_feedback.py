@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ._outputs import gradescope, render_report
-from ._results import CheckResult, SubmissionResult
+from ._results import CheckResult, Outcome, SubmissionResult, blocked_words
 from ._runner import STORE_NAME
 from ._store import Store
 
@@ -53,14 +53,26 @@ class Exported:
 
 def feedback_view(result: SubmissionResult) -> SubmissionResult:
     """The student's view with hidden checks reduced to an anonymous title, outcome and score,
-    and no grader error text (it may quote a hidden check's traceback)."""
+    and no grader error text (it may quote a hidden check's traceback).
+
+    A check blocked by a hidden one points at its anonymous name ("hidden-check-N"), and its
+    seen and hint are said again with the anonymous title: the plugin wrote the hidden title
+    into them."""
     r = result.for_student()
+    anon = _anonymous_names(r)
+    titles = {c.title: anon[c.id][1] for c in r.checks if c.hidden}
     checks: list[CheckResult] = []
-    n = 0
     for c in r.checks:
+        blocker = anon.get(c.blocked_by)
+        if blocker is not None:
+            c = replace(c, blocked_by=blocker[0])
+            if not c.hidden and c.outcome is Outcome.BLOCKED:
+                seen, hint = blocked_words(blocker[1])
+                c = replace(c, seen=seen, hint=hint)
         if c.hidden:
-            n += 1
-            c = replace(c, id=f"hidden-check-{n}", title=f"Hidden check {n}")
+            c = replace(c, id=anon[c.id][0], title=anon[c.id][1])
+        else:  # a need the grader failed on is named in an ERROR's text, with no blocked_by
+            c = replace(c, seen=_unquote(c.seen, titles), hint=_unquote(c.hint, titles))
         checks.append(c)
     return replace(
         r,
@@ -68,6 +80,20 @@ def feedback_view(result: SubmissionResult) -> SubmissionResult:
         harness_error=GRADER_ERROR if r.harness_error else "",
         timings={},
     )
+
+
+def _anonymous_names(r: SubmissionResult) -> dict[str, tuple[str, str]]:
+    """Hidden check id -> (its anonymous id, its anonymous title), numbered in order."""
+    hidden = [c for c in r.checks if c.hidden]
+    return {c.id: (f"hidden-check-{n}", f"Hidden check {n}") for n, c in enumerate(hidden, 1)}
+
+
+def _unquote(text: str, titles: dict[str, str]) -> str:
+    """``text`` with each quoted hidden title ('...') replaced by its anonymous one."""
+    for title, anon in titles.items():
+        if title:
+            text = text.replace(f"'{title}'", f"'{anon}'")
+    return text
 
 
 def _strings(value: Any) -> Iterator[str]:
@@ -110,9 +136,23 @@ def _files(result: SubmissionResult) -> dict[str, str]:
 
 def _baseline(result: SubmissionResult) -> dict[str, str]:
     """The same files with the hidden checks left out whole: text also found there comes from
-    the public checks or the page itself, not from a hidden check."""
-    bare = replace(result.for_student(), checks=tuple(c for c in result.checks if not c.hidden))
-    return _files(replace(bare, harness_error=""))
+    the public checks or the page itself, not from a hidden check. A hidden check's id or title
+    in a public check's text (a check blocked by it says its name) is left out too."""
+    hidden = {c.id for c in result.checks if c.hidden}
+    names = sorted(
+        {n for c in result.checks if c.hidden for n in (c.id, c.title) if n}, key=len, reverse=True
+    )
+
+    def without_hidden_names(c: CheckResult) -> CheckResult:  # a public check may quote one
+        texts = {f: getattr(c, f) for f in ("expected", "expected_here", "seen", "hint")}
+        for f, text in texts.items():
+            for name in names:
+                text = text.replace(name, "")
+            texts[f] = text
+        return replace(c, blocked_by="" if c.blocked_by in hidden else c.blocked_by, **texts)
+
+    public = tuple(without_hidden_names(c) for c in result.checks if not c.hidden)
+    return _files(replace(result.for_student(), checks=public, harness_error=""))
 
 
 def leaks(result: SubmissionResult, files: dict[str, str]) -> list[str]:

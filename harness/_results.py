@@ -31,6 +31,15 @@ class Evidence:
     data: Any
 
 
+def blocked_words(need_title: str) -> tuple[str, str]:
+    """(seen, hint) of a check BLOCKED because the check titled ``need_title`` did not pass."""
+    return (
+        f"This check could not run: it needs what '{need_title}' checks, and that did not pass "
+        f"(see '{need_title}').",
+        f"Fix '{need_title}' first; this check runs again on your next submission.",
+    )
+
+
 @dataclass(frozen=True)
 class CheckResult:
     id: str

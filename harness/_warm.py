@@ -12,9 +12,12 @@ The graders are not imported ahead: pytest imports them itself, through its asse
 as in a cold session (imported otherwise, an ``assert``'s message would differ).
 
 The zygote is single-threaded (a child must be, to enter a user namespace), dies with the
-grader, is a subreaper (what a dead session leaves is killed), and talks JSON lines on its
-stdin/stdout: ``{"id", "argv", "env", "cwd", "log"}`` in, ``{"id", "pid"}`` and
-``{"exited", "status"}`` out.
+grader, is a subreaper, and talks JSON lines on its stdin/stdout: ``{"id", "argv", "env",
+"cwd", "log"}`` and ``{"kill": id}`` in, ``{"id", "pid"}`` and ``{"ended": id, "exited": pid,
+"status"}`` out. Everything is keyed by the request's id, never by the pid (a pid is reused).
+When a session ends, the zygote kills its process group while the pid is still held (not yet
+reaped), then what the session left behind, round after round, until nothing is left; only
+then does it say the session ended.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +57,17 @@ WARM_MODULES = (
 )
 
 
+ORPHAN_ROUNDS = 64  # generations of a dead session's descendants killed before giving up
+
 # --- the grader's side -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WarmSession:
+    """A session forked by the zygote: its request's id (the key of everything) and its pid."""
+
+    id: int
+    pid: int
 
 
 class Zygote:
@@ -72,7 +86,8 @@ class Zygote:
             text=True,
         )
         register_harness_pid(self.proc.pid)  # a batch's reaping of orphans leaves it be
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the reply boxes
+        self._send_lock = threading.Lock()  # one request at a time on the pipe
         self._next = 0
         self._replies: dict[str, queue.Queue[dict[str, Any]]] = {}
         self._dead = False
@@ -80,55 +95,80 @@ class Zygote:
 
     def _box(self, key: str) -> queue.Queue[dict[str, Any]]:
         with self._lock:
-            return self._replies.setdefault(key, queue.Queue())
+            box = self._replies.setdefault(key, queue.Queue())
+            if self._dead and box.empty():  # nobody would ever answer it
+                box.put({"gone": True})
+            return box
+
+    def _send(self, msg: dict[str, Any]) -> None:
+        try:
+            assert self.proc.stdin is not None
+            with self._send_lock:
+                self.proc.stdin.write(json.dumps(msg) + "\n")
+                self.proc.stdin.flush()
+        except (OSError, ValueError) as exc:
+            raise HarnessError(f"the warm session process is gone ({exc})") from exc
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
             try:
                 msg = json.loads(line)
-                key = f"id {msg['id']}" if "id" in msg else f"pid {msg['exited']}"
+                key = f"ended {msg['ended']}" if "ended" in msg else f"started {msg['id']}"
             except (ValueError, KeyError, TypeError):
                 continue  # not ours (the zygote sends only its own lines: belt and braces)
             self._box(key).put(msg)
-        self._dead = True
         with self._lock:
+            self._dead = True
             boxes = list(self._replies.values())
         for box in boxes:  # whoever waits learns that the zygote is gone
             box.put({"gone": True})
 
-    def spawn(self, argv: list[str], env: dict[str, str], cwd: Path, log: Path) -> int:
+    def spawn(self, argv: list[str], env: dict[str, str], cwd: Path, log: Path) -> WarmSession:
         with self._lock:
             self._next += 1
             n = self._next
-        box = self._box(f"id {n}")
-        request = {"id": n, "argv": argv, "env": env, "cwd": str(cwd), "log": str(log)}
+        box = self._box(f"started {n}")
+        self._box(f"ended {n}")  # there before its answer can come: told if the zygote dies
         try:
-            assert self.proc.stdin is not None
-            with self._lock:
-                self.proc.stdin.write(json.dumps(request) + "\n")
-                self.proc.stdin.flush()
-        except (OSError, ValueError) as exc:
-            raise HarnessError(f"the warm session process is gone ({exc})") from exc
-        try:
-            reply = box.get(timeout=60) if not self._dead else {"gone": True}
-        except queue.Empty:
-            reply = {"gone": "no answer within 60 s"}
-        if "pid" not in reply:
-            raise HarnessError(f"the warm session process could not start a session ({reply})")
-        return int(reply["pid"])
+            self._send({"id": n, "argv": argv, "env": env, "cwd": str(cwd), "log": str(log)})
+            try:
+                reply = box.get(timeout=60)
+            except queue.Empty:
+                reply = {"gone": "no answer within 60 s"}
+            if "pid" not in reply:
+                raise HarnessError(f"the warm session process could not start a session ({reply})")
+        except HarnessError:
+            self._forget(f"ended {n}")
+            raise
+        finally:
+            self._forget(f"started {n}")
+        return WarmSession(n, int(reply["pid"]))
 
-    def wait(self, pid: int, timeout: float) -> int | None:
-        box = self._box(f"pid {pid}")
+    def wait(self, session: WarmSession, timeout: float) -> int | None:
+        """The session's exit status (its processes all killed by then), or None at the
+        deadline. Only this session's end answers: another's, with the same pid, never does."""
         try:
-            msg = box.get(timeout=timeout)
+            msg = self._box(f"ended {session.id}").get(timeout=timeout)
         except queue.Empty:
             return None
+        self._forget(f"ended {session.id}")
         if msg.get("gone"):
             raise HarnessError("the warm session process died during the session")
-        with self._lock:
-            self._replies.pop(f"pid {pid}", None)
         return int(msg["status"])
+
+    def kill(self, session: WarmSession) -> None:
+        """Kill the session's process group, if it has not ended (the zygote, which holds its
+        pid until it reaps it, does it: never another process that got the pid since)."""
+        self._send({"kill": session.id})
+
+    def forget(self, session: WarmSession) -> None:
+        """Drop what is kept for a session whose end will not be waited for."""
+        self._forget(f"ended {session.id}")
+
+    def _forget(self, key: str) -> None:
+        with self._lock:
+            self._replies.pop(key, None)
 
     def close(self) -> None:
         from ._proc import unregister_harness_pid
@@ -159,13 +199,14 @@ def run_warm_session(
     (out / "session.json").unlink(missing_ok=True)
     argv, env, root = session_command(assignment, submission, out, student, options, capture_secret)
     started = time.monotonic()
-    pid = zygote.spawn(argv, env, root, out / "session.log")
-    status = zygote.wait(pid, assignment.session_seconds)
+    session = zygote.spawn(argv, env, root, out / "session.log")
+    status = zygote.wait(session, assignment.session_seconds)
     timed_out = status is None
     if timed_out:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGKILL)
-        status = zygote.wait(pid, 60)
+        zygote.kill(session)
+        status = zygote.wait(session, 60)
+        if status is None:
+            zygote.forget(session)
     return session_result(assignment, student, out, timed_out, status, time.monotonic() - started)
 
 
@@ -246,14 +287,21 @@ def _session_child(req: dict[str, Any]) -> None:
         os._exit(rc)
 
 
-def _kill_orphans(sessions: set[int]) -> None:
-    """Kill and reap our children that are not sessions: what a dead session left behind."""
+def _kill_orphans(sessions: set[int] | dict[int, int]) -> None:
+    """Kill and reap our children that are not sessions: what a dead session left behind.
+
+    In rounds until none is left: a killed orphan's own children become ours (we are a
+    subreaper) only as it dies, after the round that found it. Bounded by ORPHAN_ROUNDS."""
     from ._proc import _children_of_ours
 
-    for pid in _children_of_ours():
-        if pid not in sessions:
-            with contextlib.suppress(ProcessLookupError):
+    for _ in range(ORPHAN_ROUNDS):
+        orphans = [pid for pid in _children_of_ours() if pid not in sessions]
+        if not orphans:
+            return
+        for pid in orphans:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
+        for pid in orphans:  # reaped: its children are ours by now, for the next round
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, 0)
 
@@ -274,7 +322,7 @@ def main() -> int:
     sel = selectors.DefaultSelector()
     sel.register(sys.stdin.fileno(), selectors.EVENT_READ, "in")
     sel.register(wake_r, selectors.EVENT_READ, "child")
-    sessions: set[int] = set()
+    sessions: dict[int, int] = {}  # pid -> request id, until the session is reaped
     pending = b""
 
     def say(msg: dict[str, Any]) -> None:
@@ -282,20 +330,25 @@ def main() -> int:
         out.flush()
 
     def reap() -> None:
-        ended = False
         while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
+            try:  # who has exited, left unreaped: a session's pid stays its group's meanwhile
+                info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
             except ChildProcessError:
                 return
-            if pid == 0:
-                break
-            if pid in sessions:
-                sessions.discard(pid)
-                say({"exited": pid, "status": os.waitstatus_to_exitcode(status)})
-                ended = True
-        if ended:
-            _kill_orphans(sessions)
+            if info is None:
+                return
+            pid = info.si_pid
+            rid = sessions.pop(pid, None)
+            if rid is not None:  # what is left of its group, then of its descendants
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(pid, signal.SIGKILL)
+            try:
+                status = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+            except ChildProcessError:
+                status = -signal.SIGKILL
+            if rid is not None:
+                _kill_orphans(sessions)
+                say({"ended": rid, "exited": pid, "status": status})
 
     while True:
         for key, _ in sel.select():
@@ -307,7 +360,7 @@ def main() -> int:
             chunk = os.read(sys.stdin.fileno(), 1 << 16)
             if not chunk:  # the grader closed us (or died): nothing may outlive it
                 for pid in sessions:
-                    with contextlib.suppress(ProcessLookupError):
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
                         os.killpg(pid, signal.SIGKILL)
                 _kill_orphans(set())
                 return 0
@@ -315,11 +368,17 @@ def main() -> int:
             while b"\n" in pending:
                 line, pending = pending.split(b"\n", 1)
                 req = json.loads(line)
+                if "kill" in req:  # a session past its deadline, if it has not ended
+                    for pid, rid in sessions.items():
+                        if rid == req["kill"]:
+                            with contextlib.suppress(ProcessLookupError, PermissionError):
+                                os.killpg(pid, signal.SIGKILL)
+                    continue
                 sys.stdout.flush()
                 pid = os.fork()
                 if pid == 0:
                     _session_child(req)
-                sessions.add(pid)
+                sessions[pid] = req["id"]
                 say({"id": req["id"], "pid": pid})
         reap()
 

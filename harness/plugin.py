@@ -35,7 +35,15 @@ from ._errors import Blocked, CheckFailed, HarnessError, StudentTimeout
 from ._isolation import hide, unhide
 from ._markup import relative_paths
 from ._progress import ProgressWriter
-from ._results import CheckResult, Environment, Evidence, Outcome, SubmissionResult, Visibility
+from ._results import (
+    CheckResult,
+    Environment,
+    Evidence,
+    Outcome,
+    SubmissionResult,
+    Visibility,
+    blocked_words,
+)
 from ._servers import GraderPKI
 from ._store import fingerprint_grader
 from ._timing import snapshot as timing_snapshot
@@ -391,13 +399,7 @@ def _blocked(
             "",
             "",
         )
-    return (
-        Outcome.BLOCKED,
-        f"This check could not run: it needs what '{need.title}' checks, and that did not pass "
-        f"(see '{need.title}').",
-        f"Fix '{need.title}' first; this check runs again on your next submission.",
-        need.id,
-    )
+    return (Outcome.BLOCKED, *blocked_words(need.title), need.id)
 
 
 def _version() -> str:

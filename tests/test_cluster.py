@@ -28,7 +28,7 @@ from harness._cluster_certs import make_cluster_certs  # noqa: E402
 from harness._errors import HarnessError  # noqa: E402
 from harness._proc import _proc_stat, register_harness_pid, unregister_harness_pid  # noqa: E402
 from harness._results import SubmissionResult  # noqa: E402
-from harness._runner import IntakeError, SessionOptions, grade_batch, student_dir  # noqa: E402
+from harness._runner import Batch, IntakeError, SessionOptions, grade_batch, student_dir  # noqa: E402
 from harness._store import fingerprint_grader  # noqa: E402
 from harness.cli import main  # noqa: E402
 from tests.conftest import ROOT, Exercises, descends_from, needs_tshark, own_session_processes  # noqa: E402
@@ -352,6 +352,56 @@ def test_a_task_to_a_worker_with_another_grader_is_refused_in_process(tmp_path: 
     r = SubmissionResult.from_json(reply["result"])
     assert "f" * 12 in r.harness_error and mine.grader[:12] in r.harness_error
     assert "0.0.1" in r.harness_error and not r.checks
+
+
+class FakeFuture:
+    """A finished task as `_collect` sees it: a key, a reply, and a release."""
+
+    def __init__(self, key: str, reply: object) -> None:
+        self.key, self.reply, self.released = key, reply, False
+
+    def result(self) -> object:
+        return self.reply
+
+    def release(self) -> None:
+        self.released = True
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        {"result": "GOOD", "files": ["session.log"]},
+        {"result": "GOOD", "files": "session.log"},
+        {"result": "GOOD"},
+        ["not", "a", "reply"],
+        None,
+    ],
+)
+def test_a_malformed_worker_reply_is_that_students_grader_error(tmp_path: Path, reply: object) -> None:
+    a = load_assignment("tls-server")
+    batch = Batch(a, tmp_path / "out", SessionOptions(), "", "g")
+    good = SubmissionResult(assignment=a.id, student="alice", checks=()).to_json()
+    if isinstance(reply, dict):
+        reply = {k: good if v == "GOOD" else v for k, v in reply.items()}
+    fut = FakeFuture("wiregrade-x-alice", reply)
+    out = {fut.key: ("alice", 10), "wiregrade-x-bob": ("bob", 10)}
+    name, r = ClusterSessions("sched:8786")._collect(batch, fut, out)
+    assert name == "alice" and fut.released and list(out) == ["wiregrade-x-bob"]
+    assert "the cluster could not run this session" in r.harness_error
+    assert (r.assignment, r.student, r.checks, r.score) == (a.id, "alice", (), 0)
+
+
+def test_a_well_formed_worker_reply_is_kept_with_its_files(tmp_path: Path) -> None:
+    a = load_assignment("tls-server")
+    batch = Batch(a, tmp_path / "out", SessionOptions(), "", "g")
+    good = SubmissionResult(assignment=a.id, student="alice", checks=())
+    files = {"session.log": b"log", "../escape": b"x", "capture.pcap": "not bytes"}
+    fut = FakeFuture("k", {"result": good.to_json(), "files": files})
+    name, r = ClusterSessions("sched:8786")._collect(batch, fut, {"k": ("alice", 1)})
+    assert (name, r.harness_error) == ("alice", "")
+    folder = student_dir(batch.out, "alice")
+    assert (folder / "session.log").read_bytes() == b"log"
+    assert not (folder / "capture.pcap").exists() and not (batch.out / "escape").exists()
 
 
 def test_cluster_addresses() -> None:

@@ -8,15 +8,24 @@ from __future__ import annotations
 
 import json
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from harness import cli
 from harness._assignment import load_assignment
-from harness._feedback import export_feedback, hidden_pieces, zip_name
+from harness._feedback import export_feedback, feedback_view, hidden_pieces, zip_name
 from harness._outputs import write_outputs
-from harness._results import CheckResult, Environment, Evidence, Outcome, SubmissionResult, Visibility
+from harness._results import (
+    CheckResult,
+    Environment,
+    Evidence,
+    Outcome,
+    SubmissionResult,
+    Visibility,
+    blocked_words,
+)
 from harness._runner import STORE_NAME, grade_batch, student_dir
 from harness._samples import materialize, samples_of
 from harness._store import Store
@@ -185,6 +194,75 @@ def test_a_leak_in_rendering_withholds_the_zip(tmp_path: Path, monkeypatch: pyte
     monkeypatch.setattr("harness._feedback.feedback_view", lambda r: r.for_student())
     assert cli.main(["feedback", str(out), "--out", str(dest)]) == cli.ExitCode.HARNESS_ERROR
     assert not list(dest.rglob("*.zip"))  # nor the earlier export's zip, which would pass for this one
+
+
+def blocked_by_hidden(outcome: Outcome = Outcome.BLOCKED) -> CheckResult:
+    """A public check that needs the hidden one, as the plugin records it (its text quotes the
+    hidden title: ERROR when the grader failed on the need, BLOCKED when the student did)."""
+    need = f"{HIDDEN['title']} #1"
+    if outcome is Outcome.ERROR:
+        seen, hint, by = f"The grader could not run this check: it needs what '{need}' checks.", "", ""
+    else:
+        seen, hint = blocked_words(need)
+        by = f"{HIDDEN['id']}-1"
+    return CheckResult(
+        id=f"after-{outcome.value}",
+        title=f"Public check waiting {outcome.value}",
+        points=1,
+        score=0,
+        outcome=outcome,
+        visibility=Visibility.PUBLIC,
+        seen=seen,
+        hint=hint,
+        blocked_by=by,
+    )
+
+
+def test_a_public_check_blocked_by_a_hidden_one_names_it_anonymously(tmp_path: Path) -> None:
+    out, dest = tmp_path / "out", tmp_path / "feedback"
+    dana = graded(
+        "dana",
+        public_check(),
+        hidden_check(1),
+        blocked_by_hidden(),
+        blocked_by_hidden(Outcome.ERROR),
+        replace(hidden_check(2, Outcome.BLOCKED), blocked_by=f"{HIDDEN['id']}-1"),
+    )
+    make_out(out, [dana])
+    assert cli.main(["feedback", str(out), "--out", str(dest)]) == cli.ExitCode.HARNESS_ERROR  # the ERROR
+    zips = unzip_all(dest)
+    assert set(zips) == {"dana.zip"}, "the zip was withheld"
+    assert_nothing_hidden(zips, [*HIDDEN.values(), *hidden_texts(dana), "9931", "zebra"])
+    view = {c.id: c for c in feedback_view(dana).checks}
+    assert view["after-blocked"].blocked_by == "hidden-check-1"
+    assert (
+        "'Hidden check 1'" in view["after-blocked"].seen and "'Hidden check 1'" in view["after-blocked"].hint
+    )
+    assert "'Hidden check 1'" in view["after-error"].seen
+    assert view["hidden-check-2"].blocked_by == "hidden-check-1"
+    report = zips["dana.zip"]["report.html"].decode()
+    assert 'href="#hidden-check-1"' in report
+
+
+def test_a_hidden_title_quoted_by_a_public_check_is_caught_as_a_leak(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The second lock: were the blocked check's text kept, the search finds the hidden title."""
+    out, dest = tmp_path / "out", tmp_path / "feedback"
+    make_out(out, [graded("dana", public_check(), hidden_check(1), blocked_by_hidden())])
+
+    def titles_only(r: SubmissionResult) -> SubmissionResult:  # hidden checks renamed, nothing else
+        checks, n = [], 0
+        for c in r.for_student().checks:
+            if c.hidden:
+                n += 1
+                c = replace(c, id=f"hidden-check-{n}", title=f"Hidden check {n}")
+            checks.append(c)
+        return replace(r.for_student(), checks=tuple(checks))
+
+    monkeypatch.setattr("harness._feedback.feedback_view", titles_only)
+    assert cli.main(["feedback", str(out), "--out", str(dest)]) == cli.ExitCode.HARNESS_ERROR
+    assert not list(dest.rglob("*.zip"))
 
 
 def test_without_a_store_it_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
