@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ._proc import socket_inodes
+from ._proc import socket_inodes, tcp_sockets
 from ._process import StudentProcess
 
 
@@ -32,49 +32,35 @@ def _address(hex_addr: str) -> str:
 def listening_addresses(port: int, pids: set[int]) -> list[str]:
     """The local addresses of sockets in LISTEN on ``port`` held by ``pids`` (this namespace)."""
     mine = socket_inodes(pids)
-    found: list[str] = []
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            parts = line.split()
-            host, _, hex_port = parts[1].rpartition(":")
-            if parts[3] == "0A" and int(hex_port, 16) == port and parts[9] in mine:
-                found.append(_address(host))
-    return sorted(set(found))
+    listening = (s for s in tcp_sockets() if s.state == "0A" and s.port == port)
+    return sorted({_address(s.local) for s in listening if s.inode in mine})
 
 
 def socket_owner(host: str, port: int, peer_port: int) -> int | None:
     """The uid owning the TCP socket at ``host:port`` connected to local ``peer_port`` (this
     namespace), from the kernel's own table: who opened a connection a grader's server accepted.
     A student's process cannot pass itself off as another uid's, as it could a log line."""
-    want = ipaddress.ip_address(host)
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            parts = line.split()
-            local, _, lport = parts[1].rpartition(":")
-            _, _, rport = parts[2].rpartition(":")
-            if int(lport, 16) != port or int(rport, 16) != peer_port:
-                continue
-            ip = ipaddress.ip_address(_address(local))
-            if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-                ip = ip.ipv4_mapped
-            if ip == want:
-                return int(parts[7])
-    return None
+    want = _unmapped(host)
+    return next(
+        (
+            s.uid
+            for s in tcp_sockets()
+            if s.port == port and s.remote_port == peer_port and _unmapped(_address(s.local)) == want
+        ),
+        None,
+    )
+
+
+def _unmapped(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """``address``, an IPv4-mapped IPv6 one (``::ffff:127.0.0.1``) as the IPv4 it carries."""
+    ip = ipaddress.ip_address(address)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
 
 
 def is_loopback(address: str) -> bool:
-    ip = ipaddress.ip_address(address)
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return ip.is_loopback
+    return _unmapped(address).is_loopback
 
 
 def _status(pid: int) -> dict[str, str]:

@@ -13,6 +13,8 @@ import ctypes
 import os
 import signal
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 # Processes the harness itself started and keeps (dumpcap, relays): never reaped as orphans.
@@ -162,9 +164,20 @@ def process_tree(root: int, pgid: int) -> set[int]:
     return found
 
 
-def listening_inodes(port: int) -> set[str]:
-    """Inodes of TCP sockets in LISTEN on ``port`` in this network namespace."""
-    inodes: set[str] = set()
+@dataclass(frozen=True)
+class TCPSocket:
+    """One row of the kernel's TCP table (/proc/net/tcp or tcp6) of this network namespace."""
+
+    local: str  # the local address as the kernel prints it (hex, each 32-bit word in host order)
+    port: int
+    remote_port: int
+    state: str  # "0A": LISTEN
+    uid: int  # who opened it
+    inode: str
+
+
+def tcp_sockets() -> Iterator[TCPSocket]:
+    """Every TCP socket of this network namespace, IPv4 and IPv6."""
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             lines = Path(table).read_text().splitlines()[1:]
@@ -172,10 +185,14 @@ def listening_inodes(port: int) -> set[str]:
             continue
         for line in lines:
             parts = line.split()
-            local, state, inode = parts[1], parts[3], parts[9]
-            if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:
-                inodes.add(inode)
-    return inodes
+            local, _, port = parts[1].rpartition(":")
+            remote_port = parts[2].rpartition(":")[2]
+            yield TCPSocket(local, int(port, 16), int(remote_port, 16), parts[3], int(parts[7]), parts[9])
+
+
+def listening_inodes(port: int) -> set[str]:
+    """Inodes of TCP sockets in LISTEN on ``port`` in this network namespace."""
+    return {s.inode for s in tcp_sockets() if s.state == "0A" and s.port == port}
 
 
 def socket_inodes(pids: set[int]) -> set[str]:
