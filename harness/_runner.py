@@ -247,20 +247,16 @@ class LocalSessions:
     def __init__(self, jobs: int = 1) -> None:
         self.jobs = max(1, jobs)
 
+    def run_one(self, batch: Batch, path: Path, student: str) -> SubmissionResult:
+        """One student's session (a subclass may run it elsewhere on this machine)."""
+        out = student_dir(batch.out, student)
+        return run_session(
+            batch.assignment, path, out, student, batch.options, capture_secret=batch.capture_secret
+        )
+
     def run(self, batch: Batch, todo: dict[str, Path]) -> Iterator[tuple[str, SubmissionResult]]:
         with ThreadPoolExecutor(max_workers=self.jobs) as pool:
-            futures = {
-                pool.submit(
-                    run_session,
-                    batch.assignment,
-                    path,
-                    student_dir(batch.out, name),
-                    name,
-                    batch.options,
-                    capture_secret=batch.capture_secret,
-                ): name
-                for name, path in todo.items()
-            }
+            futures = {pool.submit(self.run_one, batch, path, name): name for name, path in todo.items()}
             try:
                 for fut in as_completed(futures):
                     yield futures[fut], fut.result()

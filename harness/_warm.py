@@ -40,7 +40,15 @@ from typing import Any
 from ._assignment import Assignment
 from ._errors import HarnessError
 from ._results import SubmissionResult
-from ._runner import Batch, SessionOptions, session_command, session_env, session_result, student_dir
+from ._runner import (
+    Batch,
+    LocalSessions,
+    SessionOptions,
+    session_command,
+    session_env,
+    session_result,
+    student_dir,
+)
 
 WARM_MODULES = (
     "pytest",
@@ -210,45 +218,34 @@ def run_warm_session(
     return session_result(assignment, student, out, timed_out, status, time.monotonic() - started)
 
 
-class WarmSessions:
+class WarmSessions(LocalSessions):
     """A local pool of ``jobs`` sessions at once, each forked from one warm process."""
 
-    def __init__(self, jobs: int = 1) -> None:
-        self.jobs = max(1, jobs)
+    def run_one(self, batch: Batch, path: Path, student: str) -> SubmissionResult:
+        try:
+            return run_warm_session(
+                self._zygote,
+                batch.assignment,
+                path,
+                student_dir(batch.out, student),
+                student,
+                batch.options,
+                capture_secret=batch.capture_secret,
+            )
+        except HarnessError as exc:
+            return SubmissionResult(
+                assignment=batch.assignment.id, student=student, checks=(), harness_error=str(exc)
+            )
 
     def run(self, batch: Batch, todo: dict[str, Path]) -> Iterator[tuple[str, SubmissionResult]]:
-        from concurrent.futures import ThreadPoolExecutor, as_completed
-
         if not todo:
             return
         env, root = session_env()
-        zygote = Zygote(env, root)
+        self._zygote = Zygote(env, root)
         try:
-            with ThreadPoolExecutor(max_workers=self.jobs) as pool:
-                futures = {
-                    pool.submit(
-                        run_warm_session,
-                        zygote,
-                        batch.assignment,
-                        path,
-                        student_dir(batch.out, name),
-                        name,
-                        batch.options,
-                        capture_secret=batch.capture_secret,
-                    ): name
-                    for name, path in todo.items()
-                }
-                for fut in as_completed(futures):
-                    name = futures[fut]
-                    try:
-                        r = fut.result()
-                    except HarnessError as exc:
-                        r = SubmissionResult(
-                            assignment=batch.assignment.id, student=name, checks=(), harness_error=str(exc)
-                        )
-                    yield name, r
+            yield from super().run(batch, todo)
         finally:
-            zygote.close()
+            self._zygote.close()
 
 
 # --- the zygote ----------------------------------------------------------------------------------
