@@ -31,7 +31,7 @@ from ._packets import Connection, parse_segment
 from ._process import Limits, StudentProcess
 from ._results import CheckResult, Outcome, SubmissionResult, Visibility
 from ._safefile import NotARegularFile, regular_files
-from ._servers import VARIANTS, ClientVisit, GraderPKI, HTTPSTestServer, TLSTestServer
+from ._servers import VARIANTS, ClientVisit, EchoServer, GraderPKI, HTTPSTestServer, TLSTestServer
 from ._sshd import SSHLog, SSHServer, sshd_unavailable
 from ._sshkeys import SSHKeyPair, host_certificate
 from ._tls import (
@@ -50,6 +50,7 @@ from ._tls import (
 from ._wire import Wire
 
 __all__ = [
+    "EchoServer",
     "socket_owner",
     "differences",
     "run_json",

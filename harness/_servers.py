@@ -24,6 +24,8 @@ from pathlib import Path
 
 import trustme
 
+from ._listeners import socket_owner
+
 VARIANTS = ("good", "untrusted", "wrong-host", "expired", "not-yet-valid", "old-tls")
 
 
@@ -235,3 +237,42 @@ class HTTPSTestServer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+@dataclass
+class EchoServer:
+    """The lecture's plaintext line echo server, the unmodified code a student's tunnel must
+    protect: it answers each line with ``echo: <line>`` and keeps what it received, and by whom
+    (``by_owner``: the uid the kernel says opened each connection, -1 where it cannot say)."""
+
+    port: int  # 0: any free port (then the one it got)
+    lines: list[bytes] = field(default_factory=list)
+    by_owner: dict[int, list[bytes]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", self.port))
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, peer = self.sock.accept()
+            except OSError:
+                return
+            owner = socket_owner(peer[0], peer[1], self.port)  # while it is connected
+            args = (conn, -1 if owner is None else owner)
+            threading.Thread(target=self._echo, args=args, daemon=True).start()
+
+    def _echo(self, conn: socket.socket, owner: int) -> None:
+        with conn, conn.makefile("rb") as f:
+            try:
+                for line in f:
+                    self.lines.append(line)
+                    self.by_owner.setdefault(owner, []).append(line)
+                    conn.sendall(b"echo: " + line)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self.sock.close()

@@ -13,10 +13,9 @@ from __future__ import annotations
 import re
 import secrets
 import socket
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -54,42 +53,7 @@ def port(ctx: GradingContext, name: str) -> int:
     return int(cfg(ctx)[name])  # type: ignore[call-overload]
 
 
-@dataclass
-class EchoBackend:
-    """The plaintext line echo server the tunnel must protect without changing it."""
-
-    port: int
-    lines: list[bytes] = field(default_factory=list)
-    # (uid that opened the connection, as the kernel says; -1 unknown) -> the lines it carried
-    by_owner: dict[int, list[bytes]] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        self.sock = socket.create_server(("127.0.0.1", self.port))
-        self.port = self.sock.getsockname()[1]
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, peer = self.sock.accept()
-            except OSError:
-                return
-            owner = harness.socket_owner(peer[0], peer[1], self.port)  # while it is connected
-            args = (conn, -1 if owner is None else owner)
-            threading.Thread(target=self._echo, args=args, daemon=True).start()
-
-    def _echo(self, conn: socket.socket, owner: int) -> None:
-        with conn, conn.makefile("rb") as f:
-            try:
-                for line in f:
-                    self.lines.append(line)
-                    self.by_owner.setdefault(owner, []).append(line)
-                    conn.sendall(b"echo: " + line)
-            except OSError:
-                pass
-
-    def close(self) -> None:
-        self.sock.close()
+EchoBackend = harness.EchoServer  # the plaintext line echo server the tunnel must protect, unchanged
 
 
 @pytest.fixture(scope="session")

@@ -29,37 +29,7 @@ def port(ctx: GradingContext, name: str) -> int:
     return int(cfg(ctx)[name])  # type: ignore[call-overload]
 
 
-@dataclass
-class EchoBackend:
-    """A plaintext line echo server: the code stunnel must protect without changing it."""
-
-    port: int
-    lines: list[bytes] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self.sock = socket.create_server(("127.0.0.1", self.port))
-        self.port = self.sock.getsockname()[1]
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._echo, args=(conn,), daemon=True).start()
-
-    def _echo(self, conn: socket.socket) -> None:
-        with conn, conn.makefile("rb") as f:
-            try:
-                for line in f:
-                    self.lines.append(line)
-                    conn.sendall(b"echo: " + line)
-            except OSError:
-                pass
-
-    def close(self) -> None:
-        self.sock.close()
+EchoBackend = harness.EchoServer  # the plaintext line echo server stunnel must protect, unchanged
 
 
 @dataclass
