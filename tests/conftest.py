@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
+import subprocess
 import sys
 import sysconfig
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -107,6 +110,42 @@ def exercises(tmp_path_factory: pytest.TempPathFactory) -> Exercises:
 def tls_server_submissions(exercises: Exercises) -> Path:
     """Every tls-server sample (reference, bundled, broken) made into a real submission."""
     return exercises.submissions("tls-server")
+
+
+needs_openssh = pytest.mark.skipif(
+    shutil.which("sshd", path="/usr/sbin:/usr/bin") is None or shutil.which("ssh") is None,
+    reason="OpenSSH is not installed",
+)
+
+
+def check_as_nobody(
+    request: pytest.FixtureRequest, submission: Path, exercise: str, *options: str
+) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """`wiregrade check EXERCISE` as the user nobody (a student without root) on a copy of
+    ``submission`` in a folder nobody owns, with this checkout's harness: (the run, the copy).
+    Skips where no Python is reachable by another user."""
+    exe, why = interpreter_for_nobody()
+    if exe is None:
+        pytest.skip(why)
+    nobody = pwd.getpwnam("nobody")
+    home = Path(tempfile.mkdtemp(prefix="wiregrade-nobody-"))  # pytest's tmp is root-only
+    request.addfinalizer(lambda: shutil.rmtree(home, ignore_errors=True))
+    work = home / "student"
+    shutil.copytree(submission, work)
+    for p in [home, *work.rglob("*"), work]:
+        os.chown(p, nobody.pw_uid, nobody.pw_gid)
+    site = sysconfig.get_paths()["purelib"]
+    run = subprocess.run(
+        ["setpriv", f"--reuid={nobody.pw_uid}", f"--regid={nobody.pw_gid}", "--clear-groups"]
+        + [exe, "-m", "harness", "check", exercise, str(work), *options],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        check=False,
+        env={"PATH": os.environ["PATH"], "HOME": str(home), "PYTHONPATH": f"{ROOT}:{site}"},
+    )
+    return run, work
 
 
 def interpreter_for_nobody() -> tuple[str | None, str]:

@@ -18,7 +18,7 @@ import pytest
 from harness._assignment import assignment_ids, load_assignment
 from harness._bundle import make_bundle, make_gradescope
 from harness.cli import ExitCode, main
-from tests.conftest import ROOT, Exercises, needs_tshark
+from tests.conftest import ROOT, Exercises, needs_openssh, needs_tshark
 
 
 def public_text(assignment_id: str) -> str:
@@ -109,7 +109,9 @@ def test_a_hidden_check_in_a_public_file_is_refused(tmp_path: Path, monkeypatch:
 
 @needs_tshark
 @pytest.mark.slow
-@pytest.mark.parametrize("assignment", ["tls-server", "fernet"])
+@pytest.mark.parametrize(
+    "assignment", ["tls-server", "fernet", pytest.param("ssh-tunnel", marks=needs_openssh)]
+)
 def test_gradescope_autograder_grades_the_reference_in_gradescopes_layout(
     assignment: str, exercises: Exercises, tmp_path: Path
 ) -> None:
@@ -119,6 +121,7 @@ def test_gradescope_autograder_grades_the_reference_in_gradescopes_layout(
     with zipfile.ZipFile(zip_path) as zf:
         zf.extractall(root / "source")
         assert (zf.getinfo("run_autograder").external_attr >> 16) & 0o111
+    assert "openssh-server openssh-client" in (root / "source" / "setup.sh").read_text()  # ssh-tunnel's sshd
     shutil.copyfile(root / "source" / "run_autograder", root / "run_autograder")
     shutil.copytree(exercises.submissions(assignment) / "reference", root / "submission")
     wiregrade = Path(sys.executable).parent / "wiregrade"

@@ -5,14 +5,10 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import pwd
 import shutil
 import signal
 import subprocess
 import sys
-import sysconfig
-import tempfile
 import time
 import zipfile
 from pathlib import Path
@@ -21,7 +17,7 @@ import pytest
 
 from harness._results import Outcome
 from harness.cli import ExitCode, main
-from tests.conftest import ROOT, Exercises, interpreter_for_nobody, needs_tshark
+from tests.conftest import ROOT, Exercises, check_as_nobody, needs_tshark
 
 
 def test_list(capsys: pytest.CaptureFixture[str]) -> None:
@@ -119,37 +115,7 @@ def test_a_student_without_root_gets_a_result(
     score: str,
     code: ExitCode,
 ) -> None:
-    exe, why = interpreter_for_nobody()
-    if exe is None:
-        pytest.skip(why)
-    nobody = pwd.getpwnam("nobody")
-    home = Path(tempfile.mkdtemp(prefix="wiregrade-nobody-"))  # pytest's tmp is root-only
-    request.addfinalizer(lambda: shutil.rmtree(home, ignore_errors=True))
-    work = home / "student"
-    shutil.copytree(exercises.submissions(exercise) / folder, work)
-    for p in [home, *work.rglob("*"), work]:
-        os.chown(p, nobody.pw_uid, nobody.pw_gid)
-    site = sysconfig.get_paths()["purelib"]
-    run = subprocess.run(
-        [
-            "setpriv",
-            f"--reuid={nobody.pw_uid}",
-            f"--regid={nobody.pw_gid}",
-            "--clear-groups",
-            exe,
-            "-m",
-            "harness",
-            "check",
-            exercise,
-            str(work),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=ROOT,
-        check=False,
-        env={"PATH": os.environ["PATH"], "HOME": str(home), "PYTHONPATH": f"{ROOT}:{site}"},
-    )
+    run, _ = check_as_nobody(request, exercises.submissions(exercise) / folder, exercise)
     assert run.returncode == code, run.stdout + run.stderr
     assert score in run.stdout
     # as an ordinary user: a user namespace (capture) or, where forbidden, the relay

@@ -17,27 +17,23 @@ import shutil
 import socket
 import subprocess
 import sys
-import sysconfig
-import tempfile
 import time
-import zipfile
 from pathlib import Path
 
 import pytest
 
 from harness import Outcome, SSHKeyPair, SSHLog, host_certificate, socket_owner
 from harness._assignment import load_assignment
-from harness._bundle import make_gradescope
 from harness._listeners import _address, ask_to_end, is_loopback, listening_addresses
 from harness._process import Limits, StudentProcess, clean_environment
 from harness._runner import SessionOptions, run_session
-from tests.conftest import ROOT, Exercises, interpreter_for_nobody, needs_tshark, own_session_processes
-
-needs_openssh = pytest.mark.skipif(
-    shutil.which("sshd", path="/usr/sbin:/usr/bin") is None or shutil.which("ssh") is None,
-    reason="OpenSSH is not installed",
+from tests.conftest import (
+    Exercises,
+    check_as_nobody,
+    needs_openssh,
+    needs_tshark,
+    own_session_processes,
 )
-
 
 # --- where a forward listens --------------------------------------------------------------
 
@@ -175,27 +171,8 @@ def test_no_sshd_or_ssh_outlives_the_batch(exercises: Exercises) -> None:
 def test_a_student_without_root_gets_the_ssh_part_or_a_grader_error(
     exercises: Exercises, request: pytest.FixtureRequest, options: tuple[str, ...], code: int, says: str
 ) -> None:
-    exe, why = interpreter_for_nobody()
-    if exe is None:
-        pytest.skip(why)
-    nobody = pwd.getpwnam("nobody")
-    home = Path(tempfile.mkdtemp(prefix="wiregrade-nobody-"))  # pytest's tmp is root-only
-    request.addfinalizer(lambda: shutil.rmtree(home, ignore_errors=True))
-    work = home / "student"
-    shutil.copytree(exercises.submissions("ssh-tunnel") / "reference", work)
-    for p in [home, *work.rglob("*"), work]:
-        os.chown(p, nobody.pw_uid, nobody.pw_gid)
-    site = sysconfig.get_paths()["purelib"]
-    run = subprocess.run(
-        ["setpriv", f"--reuid={nobody.pw_uid}", f"--regid={nobody.pw_gid}", "--clear-groups"]
-        + [exe, "-m", "harness", "check", "ssh-tunnel", str(work), *options],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=ROOT,
-        check=False,
-        env={"PATH": os.environ["PATH"], "HOME": str(home), "PYTHONPATH": f"{ROOT}:{site}"},
-    )
+    reference = exercises.submissions("ssh-tunnel") / "reference"
+    run, work = check_as_nobody(request, reference, "ssh-tunnel", *options)
     assert run.returncode == code, run.stdout + run.stderr
     assert says in run.stdout, run.stdout
     if code == 3:
@@ -218,34 +195,6 @@ def test_relay_backend_grades_the_reference_alike(exercises: Exercises, tmp_path
     )
     assert relay.environment.wire == "relay"
     assert [(c.id, c.seen) for c in relay.checks if c.outcome is not Outcome.PASSED] == []
-
-
-@needs_tshark
-@needs_openssh
-@pytest.mark.slow
-def test_gradescope_autograder_carries_the_ssh_part(exercises: Exercises, tmp_path: Path) -> None:
-    """The autograder zip grades the reference in Gradescope's layout, hidden check included,
-    and its setup.sh installs OpenSSH."""
-    a = load_assignment("ssh-tunnel")
-    zip_path = make_gradescope(a, tmp_path / "autograder.zip", tmp_path / "stage")
-    root = tmp_path / "autograder"
-    with zipfile.ZipFile(zip_path) as zf:
-        zf.extractall(root / "source")
-    assert "openssh-server openssh-client" in (root / "source" / "setup.sh").read_text()
-    shutil.copyfile(root / "source" / "run_autograder", root / "run_autograder")
-    shutil.copytree(exercises.submissions("ssh-tunnel") / "reference", root / "submission")
-    wiregrade = Path(sys.executable).parent / "wiregrade"
-    run = subprocess.run(
-        ["bash", str(root / "run_autograder")],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "AUTOGRADER_ROOT": str(root), "WIREGRADE": str(wiregrade)},
-        check=False,
-    )
-    assert run.returncode == 0, run.stderr
-    results = json.loads((root / "results" / "results.json").read_text())
-    assert results["score"] == a.total_points, results
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to connect as another uid")
